@@ -1,0 +1,69 @@
+"""asyncvideo: an asyncio-native SDK for AI video-generation gateways.
+
+One clip is one ``await``; hundreds of clips at once are safe, fast and cheap::
+
+    from asyncvideo import Client, VideoRequest
+
+    async with Client(api_key="sk-...", base_url="https://gateway.example") as client:
+        path = await client.generate(prompt="a cat", model="sora-2", output="cat.mp4")
+"""
+
+from __future__ import annotations
+
+from . import errors as errors
+from ._client import Client as Client
+from ._clock import Clock as Clock
+from ._clock import ManualClock as ManualClock
+from ._clock import SystemClock as SystemClock
+from ._events import DownloadedEvent as DownloadedEvent
+from ._events import Event as Event
+from ._events import EventHandler as EventHandler
+from ._events import FailedEvent as FailedEvent
+from ._events import ProgressEvent as ProgressEvent
+from ._events import StateChangedEvent as StateChangedEvent
+from ._events import SubmittedEvent as SubmittedEvent
+from ._models import ImageInput as ImageInput
+from ._models import Job as Job
+from ._models import JobError as JobError
+from ._models import Limits as Limits
+from ._models import Outcome as Outcome
+from ._models import VideoRequest as VideoRequest
+from ._polling import PollPolicy as PollPolicy
+from ._polling import RetryPolicy as RetryPolicy
+from ._profiles import GATEWAYS as GATEWAYS
+from ._profiles import Endpoints as Endpoints
+from ._profiles import GatewayProfile as GatewayProfile
+from ._states import JobState as JobState
+from ._transport import Timeouts as Timeouts
+from ._version import __version__ as __version__
+from .providers import KNOWN_MODELS as KNOWN_MODELS
+
+__all__ = [
+    "GATEWAYS",
+    "KNOWN_MODELS",
+    "Client",
+    "Clock",
+    "DownloadedEvent",
+    "Endpoints",
+    "Event",
+    "EventHandler",
+    "FailedEvent",
+    "GatewayProfile",
+    "ImageInput",
+    "Job",
+    "JobError",
+    "JobState",
+    "Limits",
+    "ManualClock",
+    "Outcome",
+    "PollPolicy",
+    "ProgressEvent",
+    "RetryPolicy",
+    "StateChangedEvent",
+    "SubmittedEvent",
+    "SystemClock",
+    "Timeouts",
+    "VideoRequest",
+    "__version__",
+    "errors",
+]

@@ -1,0 +1,511 @@
+"""The public entry point: :class:`Client`."""
+
+from __future__ import annotations
+
+import logging
+import mimetypes
+import os
+import random
+import uuid
+from collections.abc import AsyncIterable, AsyncIterator, Iterable, Mapping
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+from urllib.parse import quote
+
+import aiohttp
+import anyio
+import attrs
+
+from ._clock import Clock, SystemClock
+from ._download import download_to_file
+from ._events import EventHandler
+from ._models import ImageInput, Job, Limits, Outcome, VideoRequest, is_url
+from ._polling import PollPolicy, RetryPolicy
+from ._profiles import GatewayProfile, resolve_gateway
+from ._states import JobState
+from ._transport import Body, Timeouts, Transport
+from .errors import (
+    APIError,
+    ConfigurationError,
+    DownloadError,
+    JobFailedError,
+    JobTimeoutError,
+    ProtocolError,
+    RateLimitError,
+    ServerError,
+    TransportError,
+    ValidationError,
+    VideoExpiredError,
+)
+from .providers import PROVIDERS, CreateBody, ImageData, Provider, Router
+from .providers._base import decode_data_url
+
+__all__ = ["Client"]
+
+logger = logging.getLogger("asyncvideo")
+
+_IMAGE_SIGNATURES = (
+    (b"\x89PNG", "image/png", ".png"),
+    (b"\xff\xd8\xff", "image/jpeg", ".jpg"),
+    (b"GIF8", "image/gif", ".gif"),
+    (b"RIFF", "image/webp", ".webp"),
+)
+#: Errors after which a poll is simply tried again at the next scheduled time.
+TRANSIENT_ERRORS: tuple[type[Exception], ...] = (
+    TransportError,
+    ServerError,
+    RateLimitError,
+    ProtocolError,
+)
+
+
+def _image_from_bytes(data: bytes, name: str, filename: str | None = None) -> ImageData:
+    for signature, content_type, suffix in _IMAGE_SIGNATURES:
+        if data.startswith(signature):
+            return ImageData(
+                data=data, filename=filename or f"{name}{suffix}", content_type=content_type
+            )
+    guessed = mimetypes.guess_type(filename or "")[0] or "application/octet-stream"
+    return ImageData(data=data, filename=filename or name, content_type=guessed)
+
+
+def _form_factory(body: CreateBody) -> Body:
+    if body.json is not None:
+        return body.json
+
+    def build() -> aiohttp.FormData:
+        form = aiohttp.FormData()
+        for key, value in (body.form or {}).items():
+            form.add_field(key, value)
+        for key, image in body.files.items():
+            form.add_field(
+                key, image.data or b"", filename=image.filename, content_type=image.content_type
+            )
+        return form
+
+    return build
+
+
+class Client:
+    """An asyncio client for one video-generation gateway.
+
+    One client holds one aiohttp connection pool; share it across the app and
+    close it with ``async with`` or :meth:`aclose`.
+
+    Args:
+        api_key: the gateway key (default: ``$ASYNCVIDEO_API_KEY``). Sent only
+            to the gateway's own origin; never logged or shown in reprs.
+        base_url: the gateway (default: ``$ASYNCVIDEO_BASE_URL``).
+        gateway: ``"default"``, ``"toapis"`` or a :class:`GatewayProfile`.
+        limits: concurrency bounds (:class:`Limits`).
+        poll_policy: when to poll (:class:`PollPolicy`).
+        retry_policy: how transient failures are retried (:class:`RetryPolicy`).
+        timeouts: network timeouts (:class:`Timeouts`).
+        routes: extra model-prefix -> provider routes.
+        clock: where time comes from (tests pass a ``ManualClock``).
+        seed: seeds the jitter for reproducible schedules.
+
+    Example:
+        >>> async def main() -> None:  # doctest: +SKIP
+        ...     async with Client(api_key="sk-...", base_url="https://gateway.example") as client:
+        ...         path = await client.generate(prompt="a cat", model="sora-2", output="cat.mp4")
+    """
+
+    def __init__(
+        self,
+        api_key: str | None = None,
+        base_url: str | None = None,
+        *,
+        gateway: str | GatewayProfile = "default",
+        limits: Limits | None = None,
+        poll_policy: PollPolicy | None = None,
+        retry_policy: RetryPolicy | None = None,
+        timeouts: Timeouts | None = None,
+        routes: Mapping[str, str] | None = None,
+        clock: Clock | None = None,
+        seed: int | None = None,
+    ) -> None:
+        api_key = api_key or os.environ.get("ASYNCVIDEO_API_KEY")
+        base_url = base_url or os.environ.get("ASYNCVIDEO_BASE_URL")
+        if not api_key:
+            raise ConfigurationError("no API key: pass api_key= or set ASYNCVIDEO_API_KEY")
+        if not base_url or not base_url.lower().startswith(("http://", "https://")):
+            raise ConfigurationError(
+                "no gateway URL: pass base_url='https://...' or set ASYNCVIDEO_BASE_URL"
+            )
+        self.gateway = resolve_gateway(gateway)
+        self.limits = limits or Limits()
+        self.poll_policy = poll_policy or PollPolicy()
+        self.retry_policy = retry_policy or RetryPolicy()
+        self.clock: Clock = clock or SystemClock()
+        self._rng = random.Random(seed)
+        self._router = Router(routes)
+        self._transport = Transport(
+            api_key=api_key,
+            base_url=base_url,
+            clock=self.clock,
+            retry=self.retry_policy,
+            timeouts=timeouts or Timeouts(),
+            max_connections=self.limits.max_connections,
+            requests_per_second=self.limits.requests_per_second,
+            honours_idempotency_keys=self.gateway.honours_idempotency_keys,
+            rng=self._rng,
+        )
+        self._slots: dict[str, anyio.CapacityLimiter] = {}
+        self._batches: set[anyio.CancelScope] = set()
+
+    def __repr__(self) -> str:
+        return f"Client(base_url={self._transport.base_url!r}, gateway={self.gateway.name!r})"
+
+    @property
+    def base_url(self) -> str:
+        return self._transport.base_url
+
+    @property
+    def request_count(self) -> int:
+        """HTTP requests this client has sent (retries and downloads included)."""
+        return self._transport.request_count
+
+    async def __aenter__(self) -> Client:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Cancel running batches and close the connection pool."""
+        for scope in list(self._batches):
+            scope.cancel()
+        await self._transport.aclose()
+
+    # -- limits ---------------------------------------------------------------------------
+
+    def _slot(self, kind: str) -> anyio.CapacityLimiter:
+        # Created on first use: anyio limiters need a running event loop.
+        limiter = self._slots.get(kind)
+        if limiter is None:
+            total = {
+                "create": self.limits.max_creates,
+                "poll": self.limits.max_polls,
+                "download": self.limits.max_downloads,
+            }[kind]
+            limiter = self._slots[kind] = anyio.CapacityLimiter(total)
+        return limiter
+
+    # -- requests -> jobs -------------------------------------------------------------------
+
+    def provider_for(self, request: VideoRequest) -> Provider:
+        """The adapter that will handle ``request`` (routing by model or ``provider=``)."""
+        return self._router.provider_for(request.model, request.provider)
+
+    def prepare(self, request: VideoRequest | None = None, /, **fields: Any) -> VideoRequest:
+        """Build and check a request without sending it; raises ``ValidationError``.
+
+        Example:
+            >>> client.prepare(prompt="a cat", model="kling-v1", seconds=5)  # doctest: +SKIP
+        """
+        if request is None:
+            try:
+                request = VideoRequest(**fields)
+            except TypeError as exc:
+                raise ValidationError(f"bad VideoRequest field: {exc}") from exc
+        elif fields:
+            request = attrs.evolve(request, **fields)
+        self.provider_for(request).check(request)
+        return request
+
+    async def _load_image(self, name: str, value: ImageInput, provider: Provider) -> ImageData:
+        if isinstance(value, str) and is_url(value):
+            decoded = decode_data_url(value) if provider.wire == "openai" else None
+            return _image_from_bytes(decoded, name) if decoded is not None else ImageData(url=value)
+        if isinstance(value, bytes):
+            if not value:
+                raise ValidationError(f"{name} is empty", field=name)
+            return _image_from_bytes(value, name)
+        path = anyio.Path(os.fspath(value))
+        try:
+            data = await path.read_bytes()
+        except (FileNotFoundError, IsADirectoryError, NotADirectoryError) as exc:
+            raise ValidationError(
+                f"{name} file {os.fspath(value)!r} does not exist", field=name
+            ) from exc
+        except PermissionError as exc:
+            raise ValidationError(
+                f"{name} file {os.fspath(value)!r} is not readable", field=name
+            ) from exc
+        if not data:
+            raise ValidationError(f"{name} file {os.fspath(value)!r} is empty", field=name)
+        return _image_from_bytes(data, name, filename=Path(os.fspath(value)).name)
+
+    async def submit(self, request: VideoRequest | None = None, /, **fields: Any) -> Job:
+        """Create one task on the gateway and return its first :class:`Job` snapshot.
+
+        Everything is checked before anything is sent: a request the model
+        cannot take raises :class:`~asyncvideo.errors.ValidationError` and the
+        gateway sees nothing. The create carries an ``Idempotency-Key``
+        (``request.idempotency_key``, or a fresh one) and is retried only where
+        the gateway provably did not act on it.
+
+        Args:
+            request: the request; or give its fields as keywords.
+
+        Raises:
+            ValidationError: bad input (nothing was sent).
+            CreateOutcomeUnknown: the create may have made a task; carries the key.
+            APIError: the gateway refused it.
+
+        Example:
+            >>> job = await client.submit(prompt="a cat", model="sora-2")  # doctest: +SKIP
+        """
+        request = self.prepare(request, **fields)
+        provider = self.provider_for(request)
+        images = {
+            name: await self._load_image(name, value, provider)
+            for name in ("image", "last_frame")
+            if (value := getattr(request, name)) is not None
+        }
+        body = provider.build(request, images)
+        key = request.idempotency_key or uuid.uuid4().hex
+        endpoints = self.gateway.endpoints(provider.wire)
+        async with self._slot("create"):
+            payload = await self._transport.request_json(
+                "POST",
+                endpoints.create,
+                provider=provider.name,
+                body=_form_factory(body),
+                headers={"Idempotency-Key": key},
+                retry_mode="create",
+                idempotency_key=key,
+            )
+        job = provider.parse(payload, model=request.model)
+        logger.info("submitted %s task %s (key %s)", request.model, job.id, key)
+        return job
+
+    def _status_path(self, job: Job) -> str:
+        provider = PROVIDERS[job.provider]
+        template = self.gateway.endpoints(provider.wire).status
+        return template.replace("{id}", quote(job.id, safe=""))
+
+    async def refresh(self, job: Job) -> Job:
+        """Query the task once and return a new snapshot.
+
+        The state never moves backwards and progress never drops, whatever the
+        gateway says on this poll.
+        """
+        provider = PROVIDERS[job.provider]
+        async with self._slot("poll"):
+            payload = await self._transport.request_json(
+                "GET", self._status_path(job), provider=provider.name, task_id=job.id
+            )
+        return provider.parse(payload, model=job.model, task_id=job.id, previous=job)
+
+    async def get(self, task_id: str, *, model: str, provider: str | None = None) -> Job:
+        """Re-attach to an existing task by id (after a restart, or from a webhook).
+
+        Args:
+            task_id: the id the gateway gave at submit.
+            model: the model it was submitted with (it decides the endpoint).
+            provider: force a provider instead of routing by model.
+        """
+        if not task_id:
+            raise ValidationError("task_id must be non-empty", field="task_id")
+        adapter = self._router.provider_for(model, provider)
+        placeholder = Job(id=task_id, model=model, provider=adapter.name, state=JobState.QUEUED)
+        async with self._slot("poll"):
+            payload = await self._transport.request_json(
+                "GET", self._status_path(placeholder), provider=adapter.name, task_id=task_id
+            )
+        return adapter.parse(payload, model=model, task_id=task_id)
+
+    async def wait(
+        self,
+        job: Job,
+        *,
+        timeout: float | None = None,
+        poll_policy: PollPolicy | None = None,
+    ) -> Job:
+        """Poll until the job is terminal and return it (succeeded, failed or cancelled).
+
+        Transient errors while polling (timeouts, 5xx, 429) are retried at the
+        next scheduled poll; the deadline decides.
+
+        Args:
+            job: a snapshot from ``submit``, ``get`` or ``refresh``.
+            timeout: seconds to wait (default: the poll policy's deadline).
+            poll_policy: overrides the client's schedule for this wait.
+
+        Raises:
+            JobTimeoutError: still not terminal at the deadline (carries the job).
+            APIError: a final error such as 401 or 404.
+        """
+        policy = poll_policy or self.poll_policy
+        deadline = policy.deadline if timeout is None else timeout
+        started = self.clock.monotonic()
+        elapsed = 0.0
+        while not job.is_terminal:
+            remaining = deadline - elapsed
+            if remaining <= 0:
+                raise JobTimeoutError(job, deadline)
+            await self.clock.sleep(min(policy.next_delay(elapsed, self._rng), remaining))
+            try:
+                job = await self.refresh(job)
+            except TRANSIENT_ERRORS as exc:
+                logger.warning("poll of task %s failed, will poll again: %s", job.id, exc)
+            elapsed = max(self.clock.monotonic() - started, elapsed + 1e-9)
+        return job
+
+    async def download(
+        self, job: Job, dest: str | os.PathLike[str], *, variant: str | None = None
+    ) -> Path:
+        """Stream a succeeded job's video to ``dest`` (a file, or a folder for ``<id>.mp4``).
+
+        The bytes go to ``<dest>.part`` first and are renamed into place only
+        after the length and MP4 header are checked; a dropped connection
+        resumes. The API key is sent only to the gateway's origin, never to a
+        CDN URL.
+
+        Raises:
+            JobFailedError: the job failed or was cancelled.
+            VideoExpiredError: the job's ``expires_at`` has passed (nothing is sent).
+            DownloadError: the body could not be fetched or did not verify.
+        """
+        job.raise_for_state()
+        if job.state is not JobState.SUCCEEDED:
+            raise DownloadError(
+                f"job {job.id} is still {job.state.value}; wait for it first", task_id=job.id
+            )
+        if job.expires_at is not None and self.clock.time() >= job.expires_at.timestamp():
+            raise VideoExpiredError(
+                f"the video of job {job.id} expired at {job.expires_at.isoformat()}",
+                task_id=job.id,
+            )
+        target = Path(dest)
+        if await anyio.Path(target).is_dir():
+            target = target / f"{_safe_name(job.id)}.mp4"
+        provider = PROVIDERS[job.provider]
+        content = self.gateway.endpoints(provider.wire).content
+        sources = [job.video_url] if job.video_url and variant is None else []
+        if content is not None:
+            sources.append(content.replace("{id}", quote(job.id, safe="")))
+        if not sources:
+            raise DownloadError(f"job {job.id} has no video URL", task_id=job.id)
+        async with self._slot("download"):
+            for number, url in enumerate(sources, start=1):
+                try:
+                    await download_to_file(
+                        self._transport,
+                        url,
+                        target,
+                        provider=provider.name,
+                        task_id=job.id,
+                        clock=self.clock,
+                        retry=self.retry_policy,
+                        rng=self._rng,
+                        params={"variant": variant} if variant and url != job.video_url else None,
+                    )
+                    break
+                except APIError as exc:
+                    # A CDN link can lapse before expires_at says; the gateway may still serve it.
+                    if number == len(sources) or exc.status not in (403, 404, 410):
+                        raise
+                    logger.info(
+                        "video URL of %s refused (%s); trying the content endpoint",
+                        job.id,
+                        exc.status,
+                    )
+        return target
+
+    async def generate(
+        self,
+        request: VideoRequest | None = None,
+        /,
+        *,
+        output: str | os.PathLike[str],
+        timeout: float | None = None,
+        **fields: Any,
+    ) -> Path:
+        """Submit, wait and download in one call; returns the file's path.
+
+        Raises:
+            JobFailedError: the job failed (the error carries the job).
+            JobTimeoutError: the deadline passed (the error carries the job).
+
+        Example:
+            >>> path = await client.generate(  # doctest: +SKIP
+            ...     prompt="waves at dusk", model="viduq1", output="waves.mp4"
+            ... )
+        """
+        job = await self.submit(request, **fields)
+        job = await self.wait(job, timeout=timeout)
+        if job.state is not JobState.SUCCEEDED:
+            raise JobFailedError(job)
+        return await self.download(job, output)
+
+    def generate_many(
+        self,
+        requests: Iterable[VideoRequest] | AsyncIterable[VideoRequest],
+        *,
+        output_dir: str | os.PathLike[str],
+        on_event: EventHandler | None = None,
+        timeout: float | None = None,
+        poll_policy: PollPolicy | None = None,
+    ) -> AsyncIterator[Outcome]:
+        """Generate many clips at once; yields one :class:`Outcome` per request as each ends.
+
+        Requests are read lazily (a huge prompt file is never all in memory),
+        at most ``limits.max_active_jobs`` are in flight, one scheduler polls
+        them all, and finished videos download in parallel while others are
+        still generating. One job's failure never stops the others; an error
+        that would fail them all (401, 402, 403) stops the batch and is raised.
+
+        Args:
+            requests: any iterable or async iterable of :class:`VideoRequest`.
+            output_dir: where videos are saved, as ``<index>_<task id>.mp4``.
+            on_event: called with each :data:`~asyncvideo.Event`.
+            timeout: per-job deadline (default: the poll policy's).
+            poll_policy: overrides the client's schedule for this batch.
+
+        Example:
+            >>> async for outcome in client.generate_many(  # doctest: +SKIP
+            ...     requests, output_dir="videos"
+            ... ):
+            ...     print(outcome.index, outcome.path or outcome.error)
+        """
+        from ._scheduler import Batch
+
+        batch = Batch(
+            self,
+            requests,
+            output_dir=Path(output_dir),
+            on_event=on_event,
+            timeout=timeout,
+            poll_policy=poll_policy or self.poll_policy,
+        )
+        return batch.run()
+
+    # -- internals the scheduler uses ---------------------------------------------------------
+
+    @property
+    def rng(self) -> random.Random:
+        return self._rng
+
+    def track_batch(self, scope: anyio.CancelScope) -> None:
+        self._batches.add(scope)
+
+    def untrack_batch(self, scope: anyio.CancelScope) -> None:
+        self._batches.discard(scope)
+
+
+def _safe_name(text: str) -> str:
+    """A task id as a file name: no separators or dots that could leave the folder."""
+    cleaned = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in text)
+    return cleaned[:120] or "video"
+
+
+Client.__module__ = "asyncvideo"

@@ -1,0 +1,182 @@
+"""Streaming, resumable, verified downloads.
+
+The body streams to ``<dest>.part`` beside the destination in fixed chunks
+(memory does not grow with file size). A dropped connection resumes with
+``Range``/``If-Range``. The result must have the announced length and start
+like an MP4 (an ``ftyp`` box) before it is fsynced and renamed into place, so a
+JSON error page is never saved as a video and a half file never appears under
+the final name.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+from pathlib import Path
+from typing import BinaryIO
+
+import aiohttp
+import anyio
+from yarl import URL
+
+from ._clock import Clock
+from ._polling import RetryPolicy
+from ._transport import Transport
+from .errors import APIError, DownloadError, IntegrityError, TransportError
+from .providers._parse import parse_json_object
+
+__all__ = ["download_to_file", "looks_like_mp4"]
+
+CHUNK_SIZE = 256 * 1024
+_NOT_VIDEO_TYPES = ("application/json", "text/", "application/xml", "application/problem")
+
+
+def looks_like_mp4(head: bytes) -> bool:
+    """True when ``head`` starts with an ISO base media ``ftyp`` box."""
+    return len(head) >= 8 and head[4:8] == b"ftyp"
+
+
+def _open_part(path: Path, offset: int) -> BinaryIO:
+    handle = path.open("r+b" if offset else "wb")
+    handle.truncate(offset)
+    handle.seek(offset)
+    return handle
+
+
+def _finish(handle: BinaryIO, part: Path, dest: Path) -> None:
+    handle.flush()
+    os.fsync(handle.fileno())
+    handle.close()
+    os.replace(part, dest)
+
+
+def _error_summary(body: bytes) -> str:
+    payload = parse_json_object(body)
+    if payload is not None:
+        inner = payload.get("error")
+        fields = inner if isinstance(inner, dict) else payload
+        message = fields.get("message")
+        if isinstance(message, str) and message:
+            return message
+    return " ".join(body[:120].decode("utf-8", "replace").split()) or "an empty body"
+
+
+async def download_to_file(
+    transport: Transport,
+    url: str,
+    dest: Path,
+    *,
+    provider: str,
+    task_id: str | None,
+    clock: Clock,
+    retry: RetryPolicy,
+    rng: random.Random,
+    params: dict[str, str] | None = None,
+) -> int:
+    """Stream ``url`` into ``dest``; returns the number of bytes written.
+
+    Raises:
+        IntegrityError: the body is not an MP4 or its length is wrong.
+        DownloadError: the server sent something that is not a video.
+        APIError: the server answered with an error status.
+    """
+    if params:
+        url = str(URL(url).update_query(params))
+    part = dest.with_name(dest.name + ".part")
+    await anyio.Path(dest.parent).mkdir(parents=True, exist_ok=True)
+    offset = 0
+    validator: str | None = None  # ETag or Last-Modified of the bytes already in .part
+    attempt = 0
+    handle: BinaryIO | None = None
+    try:
+        while True:
+            headers: dict[str, str] = {}
+            if offset and validator:
+                headers["Range"] = f"bytes={offset}-"
+                headers["If-Range"] = validator
+            try:
+                async with transport.stream(
+                    url, headers=headers, task_id=task_id, provider=provider
+                ) as response:
+                    content_type = response.headers.get("Content-Type", "").lower()
+                    if content_type.startswith(_NOT_VIDEO_TYPES):
+                        body = await response.content.read(64 * 1024)
+                        raise DownloadError(
+                            f"expected a video, got {content_type or 'no content type'}: "
+                            f"{_error_summary(body)}",
+                            task_id=task_id,
+                        )
+                    if response.status != 206:
+                        offset = 0  # a full body: the server ignored or refused the range
+                    total = _expected_total(response, offset)
+                    validator = response.headers.get("ETag") or response.headers.get(
+                        "Last-Modified"
+                    )
+                    if handle is not None:
+                        handle.close()
+                    handle = await anyio.to_thread.run_sync(_open_part, part, offset)
+                    written = offset
+                    head: bytes | None = None if offset else b""
+                    async for chunk in response.content.iter_chunked(CHUNK_SIZE):
+                        if head is not None:
+                            head += chunk[:8]
+                            if len(head) >= 8:
+                                if not looks_like_mp4(head):
+                                    raise IntegrityError(
+                                        "the downloaded body is not an MP4 (no ftyp box)",
+                                        task_id=task_id,
+                                    )
+                                head = None
+                        # Page-cache writes of 256 KiB are cheaper inline than a thread hop;
+                        # the slow part, fsync, runs in a worker thread below.
+                        handle.write(chunk)
+                        written += len(chunk)
+                        offset = written
+                    if total is not None and written != total:
+                        raise TransportError(
+                            f"connection ended after {written} of {total} bytes", task_id=task_id
+                        )
+                    if written < 8:
+                        raise IntegrityError(
+                            f"the downloaded body is {written} bytes, not a video", task_id=task_id
+                        )
+                    await anyio.to_thread.run_sync(_finish, handle, part, dest)
+                    handle = None
+                    return written
+            except (
+                TransportError,
+                aiohttp.ClientPayloadError,
+                aiohttp.ClientConnectionError,
+            ) as exc:
+                attempt += 1
+                if attempt >= retry.max_attempts:
+                    raise DownloadError(
+                        f"download failed after {attempt} attempts: {exc}", task_id=task_id
+                    ) from exc
+                await clock.sleep(retry.backoff(attempt - 1, rng))
+            except APIError as exc:
+                if exc.status not in (408, 429, 500, 502, 503, 504):
+                    raise
+                attempt += 1
+                if attempt >= retry.max_attempts:
+                    raise
+                retry_after = getattr(exc, "retry_after", None)
+                await clock.sleep(retry.backoff(attempt - 1, rng, retry_after))
+    except BaseException:
+        # Keep a resumable .part only while this call is retrying; a failed or
+        # cancelled download leaves nothing behind that could pass for a video.
+        if handle is not None:
+            handle.close()
+        with anyio.CancelScope(shield=True):
+            await anyio.Path(part).unlink(missing_ok=True)
+        raise
+
+
+def _expected_total(response: aiohttp.ClientResponse, offset: int) -> int | None:
+    if response.status == 206:
+        content_range = response.headers.get("Content-Range", "")
+        _, _, total_text = content_range.rpartition("/")
+        if total_text.isdigit():
+            return int(total_text)
+    length = response.content_length
+    return None if length is None else length + (offset if response.status == 206 else 0)

@@ -1,0 +1,77 @@
+"""Progress events of a ``generate_many`` batch, for progress bars and logs."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import TypeAlias
+
+import attrs
+
+from ._models import Job, VideoRequest
+
+__all__ = [
+    "DownloadedEvent",
+    "Event",
+    "EventHandler",
+    "FailedEvent",
+    "ProgressEvent",
+    "StateChangedEvent",
+    "SubmittedEvent",
+]
+
+
+@attrs.frozen(kw_only=True)
+class SubmittedEvent:
+    """The gateway accepted request ``index`` and gave it a task id."""
+
+    index: int
+    job: Job
+
+
+@attrs.frozen(kw_only=True)
+class StateChangedEvent:
+    """The job moved to a new state (queued -> running -> terminal)."""
+
+    index: int
+    job: Job
+    previous: Job
+
+
+@attrs.frozen(kw_only=True)
+class ProgressEvent:
+    """The gateway reported higher progress (0-100) without a state change."""
+
+    index: int
+    job: Job
+
+
+@attrs.frozen(kw_only=True)
+class DownloadedEvent:
+    """The video is verified and in place at ``path``."""
+
+    index: int
+    job: Job
+    path: Path
+    size: int
+
+
+@attrs.frozen(kw_only=True)
+class FailedEvent:
+    """Request ``index`` ended without a video: ``error`` says why."""
+
+    index: int
+    request: VideoRequest
+    job: Job | None
+    error: BaseException
+
+
+Event: TypeAlias = (
+    SubmittedEvent | StateChangedEvent | ProgressEvent | DownloadedEvent | FailedEvent
+)
+
+#: ``on_event`` may be a plain function or a coroutine function.
+EventHandler: TypeAlias = Callable[[Event], Awaitable[None] | None]
+
+for _cls in (SubmittedEvent, StateChangedEvent, ProgressEvent, DownloadedEvent, FailedEvent):
+    _cls.__module__ = "asyncvideo"

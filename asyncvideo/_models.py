@@ -1,0 +1,245 @@
+"""The SDK's data: requests, job snapshots, outcomes and limits."""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from datetime import datetime
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any, TypeAlias
+
+import attrs
+
+from ._states import JobState
+from .errors import JobFailedError, ValidationError
+
+__all__ = [
+    "ImageInput",
+    "Job",
+    "JobError",
+    "Limits",
+    "Outcome",
+    "VideoRequest",
+    "is_url",
+]
+
+#: An image given as a URL (``http://``, ``https://`` or ``data:``), a path, or raw bytes.
+ImageInput: TypeAlias = "str | bytes | os.PathLike[str]"
+
+_URL_PREFIXES = ("http://", "https://", "data:")
+_SIZE_RE = re.compile(r"^\s*(\d{2,5})\s*[xX*\u00d7]\s*(\d{2,5})\s*$")
+
+
+def is_url(value: object) -> bool:
+    """True when ``value`` is a string naming a URL rather than a local path."""
+    return isinstance(value, str) and value.lower().startswith(_URL_PREFIXES)
+
+
+def parse_size(size: str) -> tuple[int, int] | None:
+    """``"1920x1080"`` (or ``1920*1080``) -> ``(1920, 1080)``; None if it is not that shape."""
+    match = _SIZE_RE.match(size)
+    return (int(match[1]), int(match[2])) if match else None
+
+
+def _check_prompt(_: object, attribute: attrs.Attribute[Any], value: str) -> None:
+    if not isinstance(value, str) or not value.strip():
+        raise ValidationError("prompt must be a non-empty string", field="prompt")
+
+
+def _check_model(_: object, attribute: attrs.Attribute[Any], value: str) -> None:
+    if not isinstance(value, str) or not value.strip():
+        raise ValidationError("model must be a non-empty string", field="model")
+
+
+def _check_positive(_: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+        raise ValidationError(
+            f"{attribute.name} must be a positive number, got {value!r}", field=attribute.name
+        )
+
+
+def _check_size(_: object, attribute: attrs.Attribute[Any], value: str | None) -> None:
+    if value is not None and (not isinstance(value, str) or parse_size(value) is None):
+        raise ValidationError(f"size must look like '1920x1080', got {value!r}", field="size")
+
+
+def _check_image(_: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    if value is None or isinstance(value, bytes | os.PathLike):
+        return
+    if not isinstance(value, str) or not value:
+        raise ValidationError(
+            f"{attribute.name} must be a URL, a path or bytes, got {type(value).__name__}",
+            field=attribute.name,
+        )
+
+
+def _frozen_mapping(value: Mapping[str, object] | None) -> Mapping[str, object]:
+    return MappingProxyType(dict(value or {}))
+
+
+@attrs.frozen(kw_only=True)
+class VideoRequest:
+    """One clip to generate. Provider adapters map it to each wire format.
+
+    Fields a model cannot take are refused at submit time, before any request.
+
+    Args:
+        prompt: what the video shows.
+        model: the model name, e.g. ``"sora-2"``, ``"kling-v1"``, ``"wan2.5-t2v-preview"``.
+        seconds: clip length.
+        size: ``"WIDTHxHEIGHT"`` such as ``"1920x1080"``.
+        resolution: a tier such as ``"720P"`` (Wan, Vidu).
+        fps: frames per second (generations format).
+        seed: random seed.
+        negative_prompt: what to avoid (Kling, Wan).
+        image: first frame / reference image: URL, path or bytes.
+        last_frame: last frame for keyframe models: URL, path or bytes.
+        watermark, prompt_extend, audio: Wan switches (``audio`` for wan2.5 only).
+        callback_url: a webhook the gateway calls when the task ends.
+        extra: provider-specific fields, merged into ``metadata`` as given.
+        provider: force a provider instead of routing by model name.
+        idempotency_key: the key for this logical request; generated when omitted.
+
+    Example:
+        >>> VideoRequest(prompt="a red fox in snow", model="kling-v1", seconds=5).seconds
+        5
+    """
+
+    prompt: str = attrs.field(validator=_check_prompt)
+    model: str = attrs.field(default="sora-2", validator=_check_model)
+    seconds: float | None = attrs.field(default=None, validator=_check_positive)
+    size: str | None = attrs.field(default=None, validator=_check_size)
+    resolution: str | None = None
+    fps: int | None = attrs.field(default=None, validator=_check_positive)
+    seed: int | None = None
+    negative_prompt: str | None = None
+    image: ImageInput | None = attrs.field(default=None, validator=_check_image)
+    last_frame: ImageInput | None = attrs.field(default=None, validator=_check_image)
+    watermark: bool | None = None
+    prompt_extend: bool | None = None
+    audio: bool | None = None
+    callback_url: str | None = None
+    extra: Mapping[str, object] = attrs.field(factory=dict, converter=_frozen_mapping)
+    provider: str | None = None
+    idempotency_key: str | None = None
+
+    def __repr__(self) -> str:
+        # Raw image bytes would flood logs; show their length instead.
+        shown = []
+        for field in attrs.fields(VideoRequest):
+            value = getattr(self, field.name)
+            if value is None or (field.name == "extra" and not value):
+                continue
+            if isinstance(value, bytes):
+                shown.append(f"{field.name}=<{len(value)} bytes>")
+            elif isinstance(value, Mapping):
+                shown.append(f"{field.name}={dict(value)!r}")
+            else:
+                shown.append(f"{field.name}={value!r}")
+        return f"VideoRequest({', '.join(shown)})"
+
+
+@attrs.frozen
+class JobError:
+    """Why a job failed, as the gateway said it."""
+
+    code: str | None
+    message: str
+
+
+@attrs.frozen(kw_only=True)
+class Job:
+    """An immutable snapshot of a task on the gateway.
+
+    ``refresh`` and ``wait`` return new snapshots; a ``Job`` never changes.
+    """
+
+    id: str
+    model: str
+    provider: str
+    state: JobState
+    native_status: str | None = None
+    progress: int | None = None
+    video_url: str | None = None
+    created_at: datetime | None = None
+    completed_at: datetime | None = None
+    expires_at: datetime | None = None
+    error: JobError | None = None
+    raw: Mapping[str, object] = attrs.field(factory=dict, repr=False, eq=False)
+
+    @property
+    def is_terminal(self) -> bool:
+        """True once the job has succeeded, failed or been cancelled."""
+        return self.state.is_terminal
+
+    @property
+    def succeeded(self) -> bool:
+        return self.state is JobState.SUCCEEDED
+
+    def raise_for_state(self) -> Job:
+        """Raise :class:`~asyncvideo.errors.JobFailedError` if the job failed or was cancelled.
+
+        Returns the job itself otherwise, so it chains:
+        ``job = (await client.wait(job)).raise_for_state()``.
+        """
+        if self.state in (JobState.FAILED, JobState.CANCELLED):
+            raise JobFailedError(self)
+        return self
+
+
+@attrs.frozen(kw_only=True)
+class Outcome:
+    """What became of one request of a ``generate_many`` batch.
+
+    Attributes:
+        index: the request's position in the input.
+        request: the request itself.
+        job: the last job snapshot (None if the create never succeeded).
+        path: the downloaded file (None unless it succeeded and was saved).
+        error: the error that ended it (None on success).
+    """
+
+    index: int
+    request: VideoRequest
+    job: Job | None = None
+    path: Path | None = None
+    error: BaseException | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None and self.path is not None
+
+
+def _positive_or_none(_: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    if value is not None and (not isinstance(value, int | float) or value <= 0):
+        raise ValueError(f"Limits.{attribute.name} must be positive or None, got {value!r}")
+
+
+@attrs.frozen(kw_only=True)
+class Limits:
+    """Concurrency bounds for one client. Every field is optional.
+
+    Args:
+        max_active_jobs: submitted-but-unfinished jobs in one batch.
+        max_creates: create requests in flight.
+        max_polls: status requests in flight.
+        max_downloads: downloads in flight.
+        requests_per_second: a client-wide request rate cap (None: only the
+            adaptive limit that 429s set).
+        max_connections: size of the shared aiohttp connection pool.
+    """
+
+    max_active_jobs: int = attrs.field(default=200, validator=_positive_or_none)
+    max_creates: int = attrs.field(default=16, validator=_positive_or_none)
+    max_polls: int = attrs.field(default=64, validator=_positive_or_none)
+    max_downloads: int = attrs.field(default=8, validator=_positive_or_none)
+    requests_per_second: float | None = attrs.field(default=None, validator=_positive_or_none)
+    max_connections: int = attrs.field(default=100, validator=_positive_or_none)
+
+
+for _cls in (VideoRequest, JobError, Job, Outcome, Limits):
+    _cls.__module__ = "asyncvideo"

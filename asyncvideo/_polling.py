@@ -1,0 +1,105 @@
+"""Poll and retry schedules: pure functions of elapsed time and attempt number."""
+
+from __future__ import annotations
+
+import math
+import random
+
+import attrs
+
+__all__ = ["PollPolicy", "RetryPolicy"]
+
+
+def _non_negative(_: object, attribute: attrs.Attribute[float], value: float) -> None:
+    if value < 0:
+        raise ValueError(f"{attribute.name} must be >= 0, got {value!r}")
+
+
+@attrs.frozen(kw_only=True)
+class PollPolicy:
+    """When to ask a gateway about a job, as the gateway documents recommend.
+
+    First poll ``first_delay`` after submit; then every ``interval`` for as long
+    as elapsed time is below each step's bound; ``jitter`` spreads polls of
+    jobs submitted together; ``deadline`` ends the wait.
+
+    Example:
+        >>> policy = PollPolicy()
+        >>> [policy.interval_at(t) for t in (0, 29, 30, 119, 120)]
+        [5.0, 5.0, 10.0, 10.0, 30.0]
+        >>> PollPolicy().scaled(0.01).first_delay
+        0.025
+    """
+
+    first_delay: float = attrs.field(default=2.5, validator=_non_negative)
+    #: ``(until_elapsed, interval)`` pairs, in order; the last interval holds after them.
+    steps: tuple[tuple[float, float], ...] = ((30.0, 5.0), (120.0, 10.0))
+    final_interval: float = attrs.field(default=30.0, validator=_non_negative)
+    jitter: float = attrs.field(default=0.1, validator=_non_negative)
+    deadline: float = attrs.field(default=600.0, validator=_non_negative)
+
+    def interval_at(self, elapsed: float) -> float:
+        """The un-jittered interval to the next poll, ``elapsed`` seconds after submit."""
+        for until, interval in self.steps:
+            if elapsed < until:
+                return interval
+        return self.final_interval
+
+    def next_delay(self, elapsed: float, rng: random.Random | None = None) -> float:
+        """Seconds until the next poll: the first delay, or the step interval, jittered."""
+        base = self.first_delay if elapsed <= 0 else self.interval_at(elapsed)
+        if self.jitter and rng is not None:
+            base *= 1.0 + rng.uniform(-self.jitter, self.jitter)
+        return base
+
+    def scaled(self, factor: float) -> PollPolicy:
+        """The same schedule with every time multiplied by ``factor`` (for simulators, tests)."""
+        return attrs.evolve(
+            self,
+            first_delay=self.first_delay * factor,
+            steps=tuple((until * factor, interval * factor) for until, interval in self.steps),
+            final_interval=self.final_interval * factor,
+            deadline=self.deadline * factor,
+        )
+
+    def minimum_polls(self, duration: float) -> int:
+        """How many polls the un-jittered schedule needs to see a job of ``duration`` finish."""
+        elapsed, polls = self.first_delay, 1
+        while elapsed < duration and polls < 100_000:
+            elapsed += self.interval_at(elapsed)
+            polls += 1
+        return polls
+
+
+@attrs.frozen(kw_only=True)
+class RetryPolicy:
+    """Retries for requests that provably may be repeated.
+
+    Exponential backoff with full jitter (AWS's recommendation): attempt ``n``
+    waits a uniform random time in ``[0, min(max_delay, base * 2**n)]``,
+    unless the gateway said how long with ``Retry-After``.
+    """
+
+    max_attempts: int = 4
+    base_delay: float = attrs.field(default=0.5, validator=_non_negative)
+    max_delay: float = attrs.field(default=20.0, validator=_non_negative)
+    #: never wait longer than this for a Retry-After (a hostile header must not stall a batch)
+    max_retry_after: float = attrs.field(default=120.0, validator=_non_negative)
+
+    def backoff(self, attempt: int, rng: random.Random, retry_after: float | None = None) -> float:
+        """Seconds to wait before retry number ``attempt`` (0-based)."""
+        if retry_after is not None and math.isfinite(retry_after):
+            return min(max(retry_after, 0.0), self.max_retry_after)
+        return rng.uniform(0.0, min(self.max_delay, self.base_delay * (2**attempt)))
+
+    def scaled(self, factor: float) -> RetryPolicy:
+        return attrs.evolve(
+            self,
+            base_delay=self.base_delay * factor,
+            max_delay=self.max_delay * factor,
+            max_retry_after=self.max_retry_after * factor,
+        )
+
+
+for _cls in (PollPolicy, RetryPolicy):
+    _cls.__module__ = "asyncvideo"

@@ -1,0 +1,171 @@
+"""What every provider adapter is: pure translation between VideoRequest, wire and Job."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from collections.abc import Mapping
+from typing import ClassVar, Literal
+
+import attrs
+
+from .._models import Job, VideoRequest, is_url, parse_size
+from ..errors import ValidationError
+from ._parse import parse_task
+
+__all__ = [
+    "OPTIONAL_FIELDS",
+    "CreateBody",
+    "ImageData",
+    "Provider",
+    "WireFormat",
+    "decode_data_url",
+    "image_as_url_or_base64",
+    "require_url",
+]
+
+#: ``"openai"``: multipart ``POST /v1/videos``;
+#: ``"generations"``: JSON ``POST /v1/video/generations``.
+WireFormat = Literal["openai", "generations"]
+
+#: The VideoRequest fields a model may or may not take (prompt and model are always taken).
+OPTIONAL_FIELDS = (
+    "seconds",
+    "size",
+    "resolution",
+    "fps",
+    "seed",
+    "negative_prompt",
+    "image",
+    "last_frame",
+    "watermark",
+    "prompt_extend",
+    "audio",
+    "callback_url",
+)
+
+
+@attrs.frozen
+class ImageData:
+    """An image ready to send: either a URL, or bytes read from a path or given raw."""
+
+    url: str | None = None
+    data: bytes | None = None
+    filename: str = "image.png"
+    content_type: str = "application/octet-stream"
+
+
+@attrs.frozen(kw_only=True)
+class CreateBody:
+    """The create request an adapter asks the transport to send.
+
+    Exactly one of ``json`` or ``form`` is set; ``files`` go with ``form``.
+    """
+
+    json: Mapping[str, object] | None = None
+    form: Mapping[str, str] | None = None
+    files: Mapping[str, ImageData] = attrs.field(factory=dict)
+
+
+def decode_data_url(url: str) -> bytes | None:
+    """The bytes of a base64 ``data:`` URL, or None if it is not one."""
+    if not url.lower().startswith("data:") or ";base64," not in url[:100]:
+        return None
+    try:
+        return base64.b64decode(url.split(",", 1)[1], validate=True)
+    except (binascii.Error, ValueError):
+        return None
+
+
+def require_url(model: str, field: str, value: object) -> str:
+    """``value`` if it is an http(s) URL, else a clear error naming the model."""
+    if isinstance(value, str) and value.lower().startswith(("http://", "https://")):
+        return value
+    raise ValidationError(
+        f"{model} takes {field} only as an http(s) URL (the gateway does not accept "
+        "uploads for it); upload the image somewhere reachable and pass its URL",
+        field=field,
+    )
+
+
+def image_as_url_or_base64(image: ImageData) -> str:
+    """The generations format takes an image as a URL or as plain base64."""
+    if image.url is not None:
+        return image.url
+    return base64.b64encode(image.data or b"").decode("ascii")
+
+
+class Provider:
+    """Base adapter: subclasses set ``name``, ``wire``, ``accepts`` and build bodies.
+
+    Adapters are pure: no I/O, so they are tested without a network.
+    """
+
+    name: ClassVar[str]
+    wire: ClassVar[WireFormat]
+    #: which OPTIONAL_FIELDS this provider can take at all
+    accepts: ClassVar[frozenset[str]]
+
+    def check(self, request: VideoRequest) -> None:
+        """Refuse a request this provider cannot take, before anything is read or sent."""
+        given = [name for name in OPTIONAL_FIELDS if getattr(request, name) is not None]
+        refused = [name for name in given if name not in self.accepts]
+        if refused:
+            raise ValidationError(
+                f"{request.model} ({self.name}) does not take {', '.join(refused)}; "
+                f"it takes: {', '.join(sorted(self.accepts)) or 'prompt only'}",
+                field=refused[0],
+            )
+        if request.last_frame is not None and request.image is None:
+            raise ValidationError("last_frame needs image (the first frame) too", field="image")
+        self.check_model(request)
+
+    def check_model(self, request: VideoRequest) -> None:
+        """Model-specific rules (tiers, required images); none by default."""
+
+    def local_files_allowed(self, request: VideoRequest) -> bool:
+        """Whether a path or bytes may be given as an image (else URLs only)."""
+        return True
+
+    def build(self, request: VideoRequest, images: Mapping[str, ImageData]) -> CreateBody:
+        """The create body; ``images`` holds the loaded ``image``/``last_frame``."""
+        raise NotImplementedError
+
+    def parse(
+        self,
+        payload: object,
+        *,
+        model: str,
+        task_id: str | None = None,
+        previous: Job | None = None,
+    ) -> Job:
+        """A job snapshot from a create or status answer."""
+        return parse_task(
+            payload, model=model, provider=self.name, task_id=task_id, previous=previous
+        )
+
+
+def metadata_json(metadata: Mapping[str, object]) -> str:
+    return json.dumps(dict(metadata), ensure_ascii=False, separators=(",", ":"))
+
+
+def whole(seconds: float) -> int | float:
+    """``5.0`` -> ``5``: gateways parse ``5``, and some choke on ``5.0``."""
+    return int(seconds) if float(seconds).is_integer() else seconds
+
+
+def seconds_text(seconds: float) -> str:
+    return str(whole(seconds))
+
+
+def size_parts(size: str) -> tuple[int, int]:
+    """Width and height of a size that VideoRequest already validated."""
+    parts = parse_size(size)
+    if parts is None:  # pragma: no cover - VideoRequest refuses these
+        raise ValidationError(f"size must look like '1920x1080', got {size!r}", field="size")
+    return parts
+
+
+def is_local(value: object) -> bool:
+    return value is not None and not is_url(value)

@@ -1,0 +1,58 @@
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from asyncvideo import JobState
+from asyncvideo._states import VOCABULARY, advance_state, parse_state
+
+DESIGN_TABLE = {
+    JobState.QUEUED: "queued submitted pending created in_queue not_start",
+    JobState.RUNNING: "processing in_progress running generating queueing",
+    JobState.SUCCEEDED: "succeeded succeed success completed done finished",
+    JobState.FAILED: "failed failure error expired",
+    JobState.CANCELLED: "cancelled canceled",
+}
+
+
+@pytest.mark.parametrize(
+    ("word", "state"),
+    [(word, state) for state, words in DESIGN_TABLE.items() for word in words.split()],
+)
+def test_every_documented_word_maps(word: str, state: JobState) -> None:
+    assert parse_state(word) is state
+    assert parse_state(word.upper()) is state
+    assert parse_state(f"  {word.title()} ") is state
+
+
+@given(st.sampled_from(sorted(VOCABULARY)), st.lists(st.booleans(), min_size=1, max_size=30))
+def test_any_casing_maps(word: str, upper: list[bool]) -> None:
+    cased = "".join(
+        ch.upper() if upper[i % len(upper)] else ch.lower() for i, ch in enumerate(word)
+    )
+    assert parse_state(cased) is VOCABULARY[word]
+
+
+def test_unknown_word_is_not_terminal_and_logged_once(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level("WARNING", logger="asyncvideo"):
+        assert parse_state("warming_up_the_gpus") is None
+        assert parse_state("warming_up_the_gpus") is None
+    assert sum("warming_up_the_gpus" in r.getMessage() for r in caplog.records) == 1
+    assert advance_state(JobState.RUNNING, None) is JobState.RUNNING
+    assert parse_state(None) is None
+    assert parse_state(3) is None
+
+
+def test_terminal_states_absorb() -> None:
+    for terminal in (JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED):
+        assert terminal.is_terminal
+        for observed in JobState:
+            assert advance_state(terminal, observed) is terminal
+
+
+def test_running_never_goes_back_to_queued() -> None:
+    assert advance_state(JobState.RUNNING, JobState.QUEUED) is JobState.RUNNING
+    assert advance_state(JobState.QUEUED, JobState.RUNNING) is JobState.RUNNING
+    assert advance_state(JobState.QUEUED, JobState.FAILED) is JobState.FAILED
+    assert advance_state(None, None) is JobState.QUEUED

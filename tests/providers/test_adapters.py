@@ -91,7 +91,9 @@ def test_wan_image_and_keyframes_by_url() -> None:
     )
     assert json.loads(i2v.form["metadata"]) == {"img_url": IMG_URL}  # type: ignore[attr-defined]
     kf = build(
-        VideoRequest(prompt="t", model="wan2.2-kf2v-flash", image=IMG_URL, last_frame=IMG_URL + "2"),
+        VideoRequest(
+            prompt="t", model="wan2.2-kf2v-flash", image=IMG_URL, last_frame=IMG_URL + "2"
+        ),
         {"image": ImageData(url=IMG_URL), "last_frame": ImageData(url=IMG_URL + "2")},
     )
     assert json.loads(kf.form["metadata"]) == {  # type: ignore[attr-defined]

@@ -20,8 +20,9 @@ from asyncvideo.providers._parse import (
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=True) | st.text(max_size=20),
-    lambda children: st.lists(children, max_size=4)
-    | st.dictionaries(st.text(max_size=12), children, max_size=6),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=12), children, max_size=6)
+    ),
     max_leaves=25,
 )
 task_like = st.fixed_dictionaries(
@@ -52,9 +53,10 @@ def test_parse_task_raises_only_sdk_errors(payload: object) -> None:
     assert job.progress is None or 0 <= job.progress <= 100
 
 
-@given(st.integers(min_value=100, max_value=599), st.binary(max_size=200) | json_values.map(
-    lambda v: json.dumps(v).encode()
-))
+@given(
+    st.integers(min_value=100, max_value=599),
+    st.binary(max_size=200) | json_values.map(lambda v: json.dumps(v).encode()),
+)
 def test_api_error_always_returns_a_typed_error(status: int, body: bytes) -> None:
     error = api_error(status, body, {}, task_id="t1")
     assert isinstance(error, errors.APIError)
@@ -111,7 +113,9 @@ def test_400_for_an_unknown_task_is_not_found() -> None:
 def test_retry_after_forms() -> None:
     assert parse_retry_after({"Retry-After": "3"}) == 3.0
     assert parse_retry_after({"retry-after-ms": "250"}) == 0.25
-    assert parse_retry_after({"Retry-After": "Thu, 01 Jan 2099 00:00:00 GMT"}, now=0) > 1e9
+    far = parse_retry_after({"Retry-After": "Thu, 01 Jan 2099 00:00:00 GMT"}, now=0)
+    assert far is not None
+    assert far > 1e9
     assert parse_retry_after({"Retry-After": "soon"}) is None
     assert parse_retry_after({}) is None
     error = api_error(429, b"{}", {"Retry-After": "7"})
@@ -164,7 +168,9 @@ def test_unknown_fields_are_kept_and_progress_never_drops() -> None:
     )
     assert first.raw["shiny"] == {"new": 1}
     second = parse_task(
-        {"id": "v", "status": "queued", "progress": 20}, model="sora-2", provider="sora",
+        {"id": "v", "status": "queued", "progress": 20},
+        model="sora-2",
+        provider="sora",
         previous=first,
     )
     assert second.progress == 60

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import mimetypes
 import os
 import random
 import uuid
-from collections.abc import AsyncIterable, AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncGenerator, AsyncIterable, Iterable, Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -153,7 +154,7 @@ class Client:
             rng=self._rng,
         )
         self._slots: dict[str, anyio.CapacityLimiter] = {}
-        self._batches: set[anyio.CancelScope] = set()
+        self._batches: set[asyncio.Task[None]] = set()
 
     def __repr__(self) -> str:
         return f"Client(base_url={self._transport.base_url!r}, gateway={self.gateway.name!r})"
@@ -179,9 +180,13 @@ class Client:
         await self.aclose()
 
     async def aclose(self) -> None:
-        """Cancel running batches and close the connection pool."""
-        for scope in list(self._batches):
-            scope.cancel()
+        """Cancel running batches, wait for them to unwind, and close the connection pool."""
+        batches = list(self._batches)
+        for task in batches:
+            task.cancel()
+        if batches:
+            with anyio.CancelScope(shield=True):
+                await asyncio.wait(batches)
         await self._transport.aclose()
 
     # -- limits ---------------------------------------------------------------------------
@@ -455,7 +460,7 @@ class Client:
         on_event: EventHandler | None = None,
         timeout: float | None = None,
         poll_policy: PollPolicy | None = None,
-    ) -> AsyncIterator[Outcome]:
+    ) -> AsyncGenerator[Outcome, None]:
         """Generate many clips at once; yields one :class:`Outcome` per request as each ends.
 
         Requests are read lazily (a huge prompt file is never all in memory),
@@ -495,11 +500,10 @@ class Client:
     def rng(self) -> random.Random:
         return self._rng
 
-    def track_batch(self, scope: anyio.CancelScope) -> None:
-        self._batches.add(scope)
-
-    def untrack_batch(self, scope: anyio.CancelScope) -> None:
-        self._batches.discard(scope)
+    def track_batch(self, task: asyncio.Task[None]) -> None:
+        """Remember a running batch so :meth:`aclose` can stop it first."""
+        self._batches.add(task)
+        task.add_done_callback(self._batches.discard)
 
 
 def _safe_name(text: str) -> str:

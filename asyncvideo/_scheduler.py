@@ -21,7 +21,7 @@ import inspect
 import itertools
 import logging
 import math
-from collections.abc import AsyncIterable, AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncGenerator, AsyncIterable, Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Generic, TypeVar
 
@@ -141,7 +141,7 @@ class Batch:
 
     # -- the public face -----------------------------------------------------------------------
 
-    async def run(self) -> AsyncIterator[Outcome]:
+    async def run(self) -> AsyncGenerator[Outcome, None]:
         """Yield one :class:`Outcome` per request, in completion order.
 
         The work runs in a task of its own so that no cancel scope spans a
@@ -153,6 +153,7 @@ class Batch:
         send, receive = anyio.create_memory_object_stream[Outcome](limits.max_active_jobs)
         self._send = send
         worker = asyncio.get_running_loop().create_task(self._main(send))
+        self._client.track_batch(worker)
         try:
             async with receive:
                 async for outcome in receive:
@@ -167,21 +168,17 @@ class Batch:
                 worker.exception()  # retrieved: the error, if any, was raised above
 
     async def _main(self, send: MemoryObjectSendStream[Outcome]) -> None:
-        self._client.track_batch(self._scope)
-        try:
-            async with send:
-                with self._scope:
-                    async with anyio.create_task_group() as group:
-                        group.start_soon(self._timer_loop)
-                        for _ in range(self._client.limits.max_polls):
-                            group.start_soon(self._poll_worker)
-                        for _ in range(self._client.limits.max_downloads):
-                            group.start_soon(self._download_worker)
-                        await self._feed(group)
-                        await self._all_done.wait()
-                        group.cancel_scope.cancel()
-        finally:
-            self._client.untrack_batch(self._scope)
+        async with send:
+            with self._scope:
+                async with anyio.create_task_group() as group:
+                    group.start_soon(self._timer_loop)
+                    for _ in range(self._client.limits.max_polls):
+                        group.start_soon(self._poll_worker)
+                    for _ in range(self._client.limits.max_downloads):
+                        group.start_soon(self._download_worker)
+                    await self._feed(group)
+                    await self._all_done.wait()
+                    group.cancel_scope.cancel()
         if self._fatal is not None:
             raise self._fatal
 

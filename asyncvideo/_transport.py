@@ -24,6 +24,7 @@ from ._ratelimit import AdaptiveRateLimiter
 from ._version import __version__
 from .errors import (
     APIError,
+    ConfigurationError,
     ConnectError,
     CreateOutcomeUnknown,
     ProtocolError,
@@ -103,6 +104,7 @@ class Transport:
         self._honours_keys = honours_idempotency_keys
         self._rng = rng
         self._session: aiohttp.ClientSession | None = None
+        self._closed = False
         # The client-wide cap; per-provider adaptive limiters sit in front of it.
         self._global_rate = AdaptiveRateLimiter(clock, ceiling=requests_per_second)
         self._provider_rates: dict[str, AdaptiveRateLimiter] = {}
@@ -115,6 +117,8 @@ class Transport:
 
     @property
     def session(self) -> aiohttp.ClientSession:
+        if self._closed:
+            raise ConfigurationError("this client is closed; create a new Client")
         if self._session is None or self._session.closed:
             connector = aiohttp.TCPConnector(
                 limit=self._max_connections, limit_per_host=self._max_connections
@@ -130,6 +134,7 @@ class Transport:
         return self._session
 
     async def aclose(self) -> None:
+        self._closed = True
         if self._session is not None and not self._session.closed:
             await self._session.close()
         self._session = None

@@ -680,25 +680,28 @@ async def _batch(args: argparse.Namespace, out: _Output, source: _Source, total:
             # usage error now, not N identical failures later.
             client.prepare(prompt="-", **defaults)
         with _BatchView(out, total=total, output_dir=output_dir) as view:
-            requests = _read_requests(source, defaults, view)
-            outcomes = client.generate_many(
-                requests, output_dir=output_dir, on_event=view.on_event, timeout=args.timeout
-            )
-            try:
-                async for outcome in outcomes:
-                    view.outcome(outcome)
-            except anyio.get_cancelled_exc_class():
-                view.interrupted()
-                raise
-            except AsyncVideoError as exc:
-                view.stopped(exc)
-                raise
-            finally:
-                # Closed here, not by the garbage collector: the batch cancels and
-                # waits for its own tasks while the client is still open.
-                if isinstance(outcomes, AsyncGenerator):
-                    await outcomes.aclose()
-                await requests.aclose()
+            # Both closed here, not by the garbage collector: the batch cancels and waits
+            # for its own tasks while the client is still open.
+            async with (
+                contextlib.aclosing(_read_requests(source, defaults, view)) as requests,
+                contextlib.aclosing(
+                    client.generate_many(
+                        requests,
+                        output_dir=output_dir,
+                        on_event=view.on_event,
+                        timeout=args.timeout,
+                    )
+                ) as outcomes,
+            ):
+                try:
+                    async for outcome in outcomes:
+                        view.outcome(outcome)
+                except anyio.get_cancelled_exc_class():
+                    view.interrupted()
+                    raise
+                except AsyncVideoError as exc:
+                    view.stopped(exc)
+                    raise
     return EXIT_OK if view.failed == 0 and not view.read_error else EXIT_FAILED
 
 
@@ -718,7 +721,6 @@ class _BatchView:
         self.active: dict[int, Job] = {}
         self.submitted = 0
         self.downloaded = 0
-        self.job_failures = 0
         # Batch index -> line number, kept only while the request is in flight.
         self._lines: dict[int, int] = {}
         self._next_index = 0
@@ -784,7 +786,6 @@ class _BatchView:
             self.downloaded += 1
             self.active.pop(event.index, None)
         elif isinstance(event, FailedEvent):
-            self.job_failures += 1
             self.active.pop(event.index, None)
         self._render()
 
@@ -852,6 +853,8 @@ class _BatchView:
                     "path": None if path is None else str(path),
                     "error": None if error is None else _describe(error),
                     "error_type": None if error is None else type(error).__name__,
+                    # Present only for CreateOutcomeUnknown: the key to resolve it with.
+                    "idempotency_key": getattr(error, "idempotency_key", None),
                 }
             )
             return
@@ -884,6 +887,8 @@ class _BatchView:
             self.out.note(text)  # stdout stays one JSON object per line
         else:
             self.out.line(text)
+        if self.succeeded + self.failed == 0 and not self.read_error:
+            self.out.note("asyncvideo: the prompt file has no prompts (blank lines and # skipped)")
 
 
 def _outcome_state(outcome: Outcome) -> str:
@@ -962,10 +967,8 @@ async def _download(args: argparse.Namespace, out: _Output) -> int:
         if not job.is_terminal:
             if not args.wait:
                 progress = "" if job.progress is None else f", {job.progress}%"
-                raise _UsageError(
-                    f"task {job.id} is still {job.state.value}{progress}; "
-                    "pass --wait to wait for it"
-                )
+                out.error(f"task {job.id} is still {job.state.value}{progress}; pass --wait")
+                return EXIT_FAILED
             with out.spinner(f"waiting for {job.id}"):
                 job = await _wait(client, job, None)
         job.raise_for_state()

@@ -137,6 +137,24 @@ def test_batch_reads_stdin(
     _assert_mp4s(out, 2)
 
 
+def test_empty_prompt_file_is_not_an_error(
+    tmp_path: Path, env: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("# nothing yet\n\n", encoding="utf-8")
+    assert main(["batch", str(prompts), *FAST, "--output-dir", str(tmp_path / "v")]) == 0
+    captured = capsys.readouterr()
+    assert "0 succeeded, 0 failed" in captured.out
+    assert "no prompts" in captured.err
+
+
+def test_help_exits_0(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--help"]) == 0
+    assert "batch" in capsys.readouterr().out
+    assert main(["batch", "--help"]) == 0
+    assert "--simulate" in capsys.readouterr().out
+
+
 def test_models_lists_every_known_model(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["models"]) == 0
     table = capsys.readouterr().out
@@ -227,6 +245,8 @@ def test_the_api_key_is_never_printed(
     # Re-attach to a finished task by id: status, then download it again.
     assert main(["status", first["task_id"], "--model", "kling-v1", "--json"]) == 0
     assert _records(output()[0])[0]["state"] == "succeeded"
+    assert main(["status", first["task_id"], "--model", "kling-v1"]) == 0
+    assert re.search(r"^state\s+succeeded$", output()[0], re.M)
     copy = tmp_path / "again.mp4"
     assert main(["download", first["task_id"], "--model", "kling-v1", "--output", str(copy)]) == 0
     assert output()[0].strip() == str(copy)

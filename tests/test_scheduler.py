@@ -1,0 +1,239 @@
+"""generate_many: one scheduler, bounded concurrency, every outcome, clean cancellation.
+
+These run in scaled real time (a "30 s" job takes 150 ms) because they measure
+concurrency the way the server sees it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import anyio
+import pytest
+
+from asyncvideo import (
+    Client,
+    DownloadedEvent,
+    Event,
+    FailedEvent,
+    Limits,
+    Outcome,
+    PollPolicy,
+    RetryPolicy,
+    StateChangedEvent,
+    SubmittedEvent,
+    VideoRequest,
+    errors,
+)
+from asyncvideo.testing import FakeGateway
+
+pytestmark = pytest.mark.anyio
+
+SCALE = 0.005
+
+
+@pytest.fixture
+async def fast_gateway() -> AsyncIterator[FakeGateway]:
+    async with FakeGateway(time_scale=SCALE, durations=(20.0, 40.0), video_bytes=16 * 1024) as gw:
+        yield gw
+
+
+def scaled_client(gw: FakeGateway, **options: object) -> Client:
+    return Client(
+        api_key=str(options.pop("api_key", gw.api_key)),
+        base_url=gw.url,
+        poll_policy=PollPolicy().scaled(SCALE),
+        retry_policy=RetryPolicy().scaled(SCALE),
+        seed=3,
+        **options,  # type: ignore[arg-type]
+    )
+
+
+def prompts(n: int, *, fail_every: int = 0, model: str = "sora-2") -> Iterator[VideoRequest]:
+    for i in range(n):
+        marker = "[fail] " if fail_every and i % fail_every == 0 else ""
+        yield VideoRequest(prompt=f"{marker}clip {i}", model=model)
+
+
+def client_tasks() -> set[asyncio.Task[object]]:
+    """Tasks on the loop except the gateway's own connection handlers and this test."""
+    return {
+        task
+        for task in asyncio.all_tasks()
+        if task is not asyncio.current_task()
+        and "RequestHandler" not in getattr(task.get_coro(), "__qualname__", "")
+    }
+
+
+async def collect(client: Client, requests: object, out: Path, **kw: object) -> list[Outcome]:
+    return [
+        outcome
+        async for outcome in client.generate_many(requests, output_dir=out, **kw)  # type: ignore[arg-type]
+    ]
+
+
+async def test_mixed_batch_yields_every_outcome(fast_gateway: FakeGateway, tmp_path: Path) -> None:
+    requests: list[object] = list(prompts(30, fail_every=4))
+    requests.insert(7, VideoRequest(prompt="bad", model="no-such-model"))
+    requests.append({"prompt": "from a dict", "model": "kling-v1"})
+    events: list[Event] = []
+    async with scaled_client(fast_gateway) as client:
+        outcomes = await collect(client, requests, tmp_path, on_event=events.append)
+    assert sorted(o.index for o in outcomes) == list(range(len(requests)))
+    by_index = {o.index: o for o in outcomes}
+    assert isinstance(by_index[7].error, errors.ValidationError)
+    failed = [o for o in outcomes if isinstance(o.error, errors.JobFailedError)]
+    assert len(failed) == 8  # clips 0, 4, ..., 28
+    succeeded = [o for o in outcomes if o.ok]
+    assert len(succeeded) == len(requests) - 9
+    for outcome in succeeded:
+        assert outcome.path is not None
+        assert outcome.job is not None
+        assert outcome.path.parent == tmp_path
+        assert outcome.path.read_bytes() == fast_gateway.video_content(outcome.job.id)
+    assert not list(tmp_path.glob("*.part"))
+    assert fast_gateway.stats.creates == len(requests) - 1  # the invalid one sent nothing
+    kinds = {type(e) for e in events}
+    assert {SubmittedEvent, StateChangedEvent, DownloadedEvent, FailedEvent} <= kinds
+    downloaded = {e.index for e in events if isinstance(e, DownloadedEvent)}
+    assert downloaded == {o.index for o in succeeded}
+    assert {e.index for e in events if isinstance(e, FailedEvent)} == {
+        o.index for o in outcomes if o.error
+    }
+
+
+async def test_limits_are_never_exceeded(fast_gateway: FakeGateway, tmp_path: Path) -> None:
+    limits = Limits(max_active_jobs=12, max_creates=3, max_polls=4, max_downloads=2)
+    async with scaled_client(fast_gateway, limits=limits) as client:
+        outcomes = await collect(client, prompts(60), tmp_path)
+    assert all(o.ok for o in outcomes)
+    seen = fast_gateway.stats.max_in_flight
+    assert 1 <= seen["create"] <= 3
+    assert 1 <= seen["status"] <= 4
+    assert 1 <= seen["cdn"] + seen["content"] <= 2 + 2
+    assert seen["cdn"] <= 2
+    assert 1 < max(fast_gateway.stats.max_active_tasks.values()) <= 12
+
+
+async def test_a_429_storm_slows_the_client_and_the_batch_completes(
+    fast_gateway: FakeGateway, tmp_path: Path
+) -> None:
+    fast_gateway.set_config(rate_limit=150.0, retry_after="none")
+    async with scaled_client(fast_gateway, limits=Limits(max_active_jobs=80)) as client:
+        outcomes = await collect(client, prompts(120), tmp_path)
+        limiter = client._transport.rate_limiter("sora")
+        assert limiter.throttle_count > 0
+        assert limiter.rate is not None  # paced now, where it started unpaced
+    assert all(o.ok for o in outcomes), [o.error for o in outcomes if o.error][:3]
+    stats = fast_gateway.stats
+    assert stats.rate_limited > 0
+    assert stats.creates == 120
+    # Without backing off, 80 jobs polling every 25 ms would draw thousands of 429s.
+    assert stats.rate_limited < stats.total_requests / 3
+
+
+async def test_retry_after_is_honoured_in_a_storm(
+    fast_gateway: FakeGateway, tmp_path: Path
+) -> None:
+    fast_gateway.set_config(rate_limit=200.0, retry_after="ms")
+    async with scaled_client(fast_gateway, limits=Limits(max_active_jobs=50)) as client:
+        outcomes = await collect(client, prompts(60), tmp_path)
+    assert all(o.ok for o in outcomes)
+    assert fast_gateway.stats.rate_limited > 0
+
+
+async def test_bad_key_stops_the_batch(fast_gateway: FakeGateway, tmp_path: Path) -> None:
+    async with scaled_client(fast_gateway, api_key="sk-not-it") as client:
+        with pytest.raises(errors.AuthenticationError) as caught:
+            await collect(client, prompts(500), tmp_path)
+    assert "sk-not-it" not in str(caught.value)
+    assert fast_gateway.stats.requests["create"] <= client.limits.max_creates + 1
+
+
+async def test_quota_running_out_stops_the_batch_and_names_the_live_tasks(
+    fast_gateway: FakeGateway, tmp_path: Path
+) -> None:
+    fast_gateway.set_config(quota=5, durations=(200.0, 200.0))
+    async with scaled_client(fast_gateway) as client:
+        with pytest.raises(errors.InsufficientQuotaError) as caught:
+            await collect(client, prompts(50), tmp_path)
+    notes = " ".join(getattr(caught.value, "__notes__", []))
+    assert all(task_id in notes for task_id in fast_gateway.tasks)
+
+
+async def test_requests_are_read_lazily(fast_gateway: FakeGateway, tmp_path: Path) -> None:
+    pulled = 0
+
+    def counting() -> Iterator[VideoRequest]:
+        nonlocal pulled
+        for request in prompts(1000):
+            pulled += 1
+            yield request
+
+    async with scaled_client(fast_gateway, limits=Limits(max_active_jobs=5)) as client:
+        async for _ in client.generate_many(counting(), output_dir=tmp_path):
+            assert pulled <= 5 + 2
+            break
+
+
+async def test_async_iterable_input(fast_gateway: FakeGateway, tmp_path: Path) -> None:
+    async def source() -> AsyncIterator[VideoRequest]:
+        for request in prompts(5, model="viduq1"):
+            await anyio.lowlevel.checkpoint()
+            yield request
+
+    async with scaled_client(fast_gateway) as client:
+        outcomes = await collect(client, source(), tmp_path)
+    assert sorted(o.index for o in outcomes) == [0, 1, 2, 3, 4]
+    assert all(o.ok for o in outcomes)
+
+
+async def test_cancelling_leaves_no_tasks_and_no_half_files(
+    fast_gateway: FakeGateway, tmp_path: Path
+) -> None:
+    fast_gateway.set_config(video_bytes=2 * 1024 * 1024)
+    received: list[Outcome] = []
+    before = client_tasks()
+    async with scaled_client(fast_gateway) as client:
+        with anyio.move_on_after(0.4) as scope:
+            async for outcome in client.generate_many(prompts(200), output_dir=tmp_path):
+                received.append(outcome)  # noqa: PERF401 - must keep what arrived before the cancel
+        assert scope.cancelled_caught
+        assert 0 < len(received) < 200
+        await anyio.sleep(0.05)
+        assert client_tasks() - before == set()
+        served_creates = fast_gateway.stats.creates
+        await anyio.sleep(0.2)
+        assert fast_gateway.stats.creates == served_creates  # nothing runs on in the background
+    assert not list(tmp_path.glob("*.part"))
+    for video in tmp_path.glob("*.mp4"):
+        data = video.read_bytes()
+        assert len(data) == 2 * 1024 * 1024
+        assert data[4:8] == b"ftyp"
+
+
+async def test_breaking_out_of_the_loop_stops_the_batch(
+    fast_gateway: FakeGateway, tmp_path: Path
+) -> None:
+    from contextlib import aclosing
+
+    async with scaled_client(fast_gateway) as client:
+        async with aclosing(client.generate_many(prompts(200), output_dir=tmp_path)) as outcomes:
+            async for _ in outcomes:
+                break
+        creates = fast_gateway.stats.creates
+        await anyio.sleep(0.2)
+        assert fast_gateway.stats.creates == creates
+        assert creates < 200
+
+
+async def test_a_thousand_jobs(fast_gateway: FakeGateway, tmp_path: Path) -> None:
+    fast_gateway.set_config(video_bytes=4096)
+    async with scaled_client(fast_gateway, limits=Limits(max_active_jobs=250)) as client:
+        outcomes = await collect(client, prompts(1000), tmp_path)
+    assert len(outcomes) == 1000
+    assert all(o.ok for o in outcomes)
+    assert len(list(tmp_path.glob("*.mp4"))) == 1000
+    assert fast_gateway.stats.creates == 1000

@@ -460,6 +460,7 @@ class Client:
         on_event: EventHandler | None = None,
         timeout: float | None = None,
         poll_policy: PollPolicy | None = None,
+        journal: str | os.PathLike[str] | None = None,
     ) -> AsyncGenerator[Outcome, None]:
         """Generate many clips at once; yields one :class:`Outcome` per request as each ends.
 
@@ -475,6 +476,10 @@ class Client:
             on_event: called with each :data:`~asyncvideo.Event`.
             timeout: per-job deadline (default: the poll policy's).
             poll_policy: overrides the client's schedule for this batch.
+            journal: a SQLite file recording every request's idempotency key
+                and task id before and as they happen; running the same batch
+                again with it resumes: finished files are skipped, known tasks
+                are polled, and only never-sent requests are created.
 
         Example:
             >>> async for outcome in client.generate_many(  # doctest: +SKIP
@@ -491,6 +496,7 @@ class Client:
             on_event=on_event,
             timeout=timeout,
             poll_policy=poll_policy or self.poll_policy,
+            journal=journal,
         )
         return batch.run()
 

@@ -21,6 +21,8 @@ import inspect
 import itertools
 import logging
 import math
+import os
+import uuid
 from collections.abc import AsyncGenerator, AsyncIterable, Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Generic, TypeVar
@@ -38,11 +40,13 @@ from ._events import (
     StateChangedEvent,
     SubmittedEvent,
 )
+from ._journal import Journal, JournalEntry, fingerprint
 from ._models import Job, Outcome, VideoRequest
 from ._polling import PollPolicy
 from ._states import JobState
 from .errors import (
     AuthenticationError,
+    CreateOutcomeUnknown,
     InsufficientQuotaError,
     JobFailedError,
     JobTimeoutError,
@@ -103,6 +107,26 @@ def _coerce(item: object) -> VideoRequest:
     raise ValidationError(f"expected a VideoRequest or a mapping, got {type(item).__name__}")
 
 
+async def _is_complete_video(path: str) -> bool:
+    """A file a previous run finished: present and starting with an MP4 header."""
+    try:
+        async with await anyio.open_file(path, "rb") as handle:
+            head = await handle.read(8)
+    except OSError:
+        return False
+    return head[4:8] == b"ftyp"
+
+
+def _job_from(entry: JournalEntry) -> Job:
+    return Job(
+        id=entry.task_id or "",
+        model=entry.model,
+        provider=entry.provider or "",
+        state=JobState.SUCCEEDED,
+        native_status=entry.state,
+    )
+
+
 class Batch:
     """One run of ``generate_many``. Use :meth:`run`; it yields outcomes as jobs end."""
 
@@ -115,8 +139,11 @@ class Batch:
         on_event: EventHandler | None,
         timeout: float | None,
         poll_policy: PollPolicy,
+        journal: str | os.PathLike[str] | None = None,
     ) -> None:
         self._client = client
+        self._journal_path = journal
+        self._journal: Journal | None = None
         self._clock = client.clock
         self._requests = requests
         self._output_dir = output_dir
@@ -132,10 +159,11 @@ class Batch:
         self._timer_scope: anyio.CancelScope | None = None
         self._sleeping_until = math.inf
         self._active: dict[int, _Entry] = {}
-        self._unsubmitted = 0
+        self._pending = 0  # started, outcome not yet delivered
         self._feeding_done = False
         self._all_done = anyio.Event()
         self._fatal: BaseException | None = None
+        self._input_error: Exception | None = None
         self._scope = anyio.CancelScope()
         self._send: MemoryObjectSendStream[Outcome] | None = None
 
@@ -168,6 +196,25 @@ class Batch:
                 worker.exception()  # retrieved: the error, if any, was raised above
 
     async def _main(self, send: MemoryObjectSendStream[Outcome]) -> None:
+        if self._journal_path is not None:
+            self._journal = await Journal.open(self._journal_path)
+        try:
+            await self._run_all(send)
+        except BaseExceptionGroup as group:
+            # Workers catch what they expect; anything else is one bug, shown as itself.
+            if len(group.exceptions) == 1:
+                raise group.exceptions[0] from None
+            raise
+        finally:
+            if self._journal is not None:
+                with anyio.CancelScope(shield=True):
+                    await self._journal.close()
+        if self._fatal is not None:
+            raise self._fatal
+        if self._input_error is not None:
+            raise self._input_error
+
+    async def _run_all(self, send: MemoryObjectSendStream[Outcome]) -> None:
         async with send:
             with self._scope:
                 async with anyio.create_task_group() as group:
@@ -179,51 +226,101 @@ class Batch:
                     await self._feed(group)
                     await self._all_done.wait()
                     group.cancel_scope.cancel()
-        if self._fatal is not None:
-            raise self._fatal
 
     # -- feeding -------------------------------------------------------------------------------
 
     async def _feed(self, group: anyio.abc.TaskGroup) -> None:
         index = 0
-        if isinstance(self._requests, AsyncIterable):
-            async for item in self._requests:
-                await self._start(group, index, item)
-                index += 1
-        else:
-            for item in self._requests:
-                await self._start(group, index, item)
-                index += 1
+        try:
+            if isinstance(self._requests, AsyncIterable):
+                async for item in self._requests:
+                    await self._start(group, index, item)
+                    index += 1
+            else:
+                # Read on the event loop: a slow sync iterable delays polling, so
+                # feed slow sources (pipes, network) as an async iterable instead.
+                for item in self._requests:
+                    await self._start(group, index, item)
+                    index += 1
+        except Exception as exc:
+            # The input broke (a bad file, a decode error): stop reading, but let
+            # the jobs already paid for finish and yield their outcomes first.
+            self._input_error = exc
+            logger.warning("reading requests failed after %d; finishing those first", index)
         self._feeding_done = True
         self._check_done()
 
     async def _start(self, group: anyio.abc.TaskGroup, index: int, item: object) -> None:
         await self._job_slots.acquire()
-        self._unsubmitted += 1
+        self._pending += 1
         group.start_soon(self._submit, index, item)
 
     async def _submit(self, index: int, item: object) -> None:
         request: VideoRequest | None = None
         try:
             request = _coerce(item)
-            job = await self._client.submit(request)
+            if self._journal is None:
+                job = await self._client.submit(request)
+            else:
+                resumed = await self._resume_or_submit(index, request, self._journal)
+                if isinstance(resumed, Outcome):
+                    await self._finish(resumed)
+                    return
+                job = resumed
         except FATAL_ERRORS as exc:
             self._stop(exc)
             return
         except Exception as exc:
-            self._unsubmitted -= 1
             placeholder = request or VideoRequest(prompt="?", model="?")
             await self._finish(Outcome(index=index, request=placeholder, error=exc))
             return
         now = self._clock.monotonic()
         entry = _Entry(index=index, request=request, job=job, submitted_at=now)
         self._active[index] = entry
-        self._unsubmitted -= 1
         await self._emit(SubmittedEvent(index=index, job=job))
         if job.is_terminal:
             await self._settle(entry)
         else:
             self._schedule(entry, now + self._policy.next_delay(0.0, self._client.rng))
+
+    async def _resume_or_submit(
+        self, index: int, request: VideoRequest, journal: Journal
+    ) -> Job | Outcome:
+        """Create only what the journal says was never sent; re-attach to the rest."""
+        entry = await journal.get(index)
+        if entry is None:
+            key = request.idempotency_key or uuid.uuid4().hex
+            request = attrs.evolve(request, idempotency_key=key)
+            await journal.record_intent(index, request, key)
+            job = await self._client.submit(request)
+            await journal.record_job(index, job)
+            return job
+        if entry.fingerprint != fingerprint(request):
+            raise ValidationError(
+                f"the journal's request {index} differs from this one; "
+                "the input changed since the journal was written: use a new journal"
+            )
+        if entry.path and await _is_complete_video(entry.path):
+            return Outcome(
+                index=index, request=request, job=_job_from(entry), path=Path(entry.path)
+            )
+        if entry.task_id:
+            job = await self._client.get(entry.task_id, model=entry.model, provider=entry.provider)
+            await journal.record_job(index, job)
+            return job
+        # Sent or not? Only a gateway that deduplicates by key makes a retry safe.
+        if not self._client.gateway.honours_idempotency_keys:
+            raise CreateOutcomeUnknown(
+                f"request {index} was about to be sent when the last run stopped; "
+                "check the gateway for a task before submitting it again",
+                idempotency_key=entry.idempotency_key,
+                cause=RuntimeError("interrupted before the task id was recorded"),
+            )
+        job = await self._client.submit(
+            attrs.evolve(request, idempotency_key=entry.idempotency_key)
+        )
+        await journal.record_job(index, job)
+        return job
 
     # -- polling -------------------------------------------------------------------------------
 
@@ -338,13 +435,21 @@ class Batch:
                     error=outcome.error,
                 )
             )
+        if self._journal is not None:
+            await self._journal.record_outcome(
+                outcome.index,
+                state=outcome.job.state.value if outcome.job else None,
+                path=outcome.path,
+                error=outcome.error,
+            )
         self._job_slots.release()
         if self._send is not None:
             await self._send.send(outcome)
+        self._pending -= 1
         self._check_done()
 
     def _check_done(self) -> None:
-        if self._feeding_done and not self._active and not self._unsubmitted:
+        if self._feeding_done and not self._pending:
             self._all_done.set()
 
     def _stop(self, error: BaseException) -> None:

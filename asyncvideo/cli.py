@@ -8,7 +8,7 @@ Verbs::
                         [--output PATH] [--timeout T]
     asyncvideo status TASK_ID --model M [--json]
     asyncvideo download TASK_ID --model M [--output PATH] [--wait]
-    asyncvideo simulate [--port 8000] [--time-scale 0.05]
+    asyncvideo simulate [--port 8000] [--time-scale 0.05] [--failure-rate P]
     asyncvideo models [--json]
 
 Every verb that talks to a gateway takes ``--simulate`` (an in-process
@@ -679,7 +679,8 @@ async def _batch(args: argparse.Namespace, out: _Output, source: _Source, total:
             # Every line shares these settings: a combination the model refuses is a
             # usage error now, not N identical failures later.
             client.prepare(prompt="-", **defaults)
-        with _BatchView(out, total=total, output_dir=output_dir) as view:
+        view = _BatchView(out, total=total, output_dir=output_dir, simulated=args.simulate)
+        with view:
             # Both closed here, not by the garbage collector: the batch cancels and waits
             # for its own tasks while the client is still open.
             async with (
@@ -708,8 +709,11 @@ async def _batch(args: argparse.Namespace, out: _Output, source: _Source, total:
 class _BatchView:
     """Counts a batch's events and outcomes and shows them: a rich bar, or a line each."""
 
-    def __init__(self, out: _Output, *, total: int | None, output_dir: Path) -> None:
+    def __init__(
+        self, out: _Output, *, total: int | None, output_dir: Path, simulated: bool
+    ) -> None:
         self.out = out
+        self.simulated = simulated
         self.total = total
         self.output_dir = output_dir
         self.started = time.monotonic()
@@ -821,6 +825,9 @@ class _BatchView:
     def _report_unfinished(self, why: str) -> None:
         if not self.active:
             return
+        if self.simulated:
+            self.out.note(f"{why}: {len(self.active)} simulated task(s) abandoned")
+            return
         self.out.note(
             f"{why}: {len(self.active)} submitted task(s) not downloaded yet; each can be "
             "fetched later with `asyncvideo download TASK_ID --model MODEL --wait`:"
@@ -887,7 +894,7 @@ class _BatchView:
             self.out.note(text)  # stdout stays one JSON object per line
         else:
             self.out.line(text)
-        if self.succeeded + self.failed == 0 and not self.read_error:
+        if self._next_index == 0 and self.failed == 0 and not self.read_error:
             self.out.note("asyncvideo: the prompt file has no prompts (blank lines and # skipped)")
 
 

@@ -174,8 +174,9 @@ async def test_requests_are_read_lazily(fast_gateway: FakeGateway, tmp_path: Pat
 
     async with scaled_client(fast_gateway, limits=Limits(max_active_jobs=5)) as client:
         async for _ in client.generate_many(counting(), output_dir=tmp_path):
-            assert pulled <= 5 + 2
             break
+    # Five in flight, a few more as the first finish: nowhere near the thousand.
+    assert pulled < 20
 
 
 async def test_async_iterable_input(fast_gateway: FakeGateway, tmp_path: Path) -> None:

@@ -35,7 +35,6 @@ _MODERATE_MARKER = "[moderate]"
 _SERVER_ERRORS = (500, 502, 503)
 # Options that only take effect when the servers start.
 _STARTUP_OPTIONS = frozenset({"host", "port", "cdn_port", "clock"})
-_CDN_ROUTE = "GET /files/{token}.mp4"
 
 
 @attrs.frozen
@@ -313,7 +312,8 @@ class FakeGateway:
 
     def _cdn_app(self) -> web.Application:
         app = web.Application()
-        app.router.add_get("/files/{token}.mp4", self._cdn_file)
+        route = _Route("GET", "/files/{token}.mp4", "cdn", "videos", self._cdn_file)
+        app.router.add_get(route.path, self._endpoint(route, auth=False))
         return app
 
     # -- request pipeline ---------------------------------------------------
@@ -405,7 +405,7 @@ class FakeGateway:
         if scripted is not None:
             return scripted.status
         rate = self._config.error_rate_5xx
-        if rate and self._rng.random() < rate:
+        if rate and kind != "cdn" and self._rng.random() < rate:
             return self._rng.choice(_SERVER_ERRORS)
         return None
 
@@ -417,6 +417,8 @@ class FakeGateway:
             if ctx.request.transport is not None:
                 ctx.request.transport.close()
             return web.Response(status=502)
+        if ctx.route.kind == "cdn":
+            return _s3_error(status, "InternalError", "Simulated failure.")
         kind: ErrorKind
         if status == 429:
             kind = "rate_limit"
@@ -772,6 +774,7 @@ class FakeGateway:
             stats=self._stats,
             chunk_size=config.chunk_size,
             drop_after=drop_after,
+            drop_stall=config.drop_stall,
             filename=filename,
         )
 
@@ -783,36 +786,18 @@ class FakeGateway:
 
     # -- CDN origin -----------------------------------------------------------
 
-    async def _cdn_file(self, request: web.Request) -> web.StreamResponse:
-        self._enter(request, "cdn", _CDN_ROUTE)
-        dropped = False
-        response: web.StreamResponse = web.Response(status=500)
-        try:
-            await self._delay("cdn")
-            if "Authorization" in request.headers:
-                self._stats.cdn_requests_with_auth += 1
-            response, dropped = await self._cdn_answer(request)
-        finally:
-            self._leave("cdn", response, dropped)
-        return response
-
-    async def _cdn_answer(self, request: web.Request) -> tuple[web.StreamResponse, bool]:
-        scripted = self._scripted.pop("cdn")
-        if scripted is not None:
-            if scripted.status == 0:
-                self._stats.dropped_connections += 1
-                if request.transport is not None:
-                    request.transport.close()
-                return web.Response(status=502), True
-            return _s3_error(scripted.status, "InternalError", "Simulated failure."), False
+    async def _cdn_file(self, ctx: _Context) -> web.StreamResponse:
+        request = ctx.request
+        if "Authorization" in request.headers:
+            self._stats.cdn_requests_with_auth += 1
         task = self._by_token.get(request.match_info["token"])
         config = self._config
         view = self._view(task, config.clock.monotonic()) if task is not None else None
         if task is None or view is None or view.snapshot.phase is not Phase.SUCCEEDED:
-            return _s3_error(404, "NoSuchKey", "The specified key does not exist."), False
+            return _s3_error(404, "NoSuchKey", "The specified key does not exist.")
         if view.expires_at is not None and config.clock.time() >= view.expires_at:
-            return _s3_error(403, "AccessDenied", "Request has expired"), False
-        return await self._stream(request, task, filename=None), False
+            return _s3_error(403, "AccessDenied", "Request has expired")
+        return await self._stream(request, task, filename=None)
 
     # -- /_sim ----------------------------------------------------------------
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from aiohttp import web
 
 from ._mp4 import VideoFile
@@ -50,10 +52,11 @@ async def stream_video(
     stats: GatewayStats,
     chunk_size: int,
     drop_after: int | None,
+    drop_stall: float = 0.0,
     filename: str | None = None,
 ) -> web.StreamResponse:
     """Answer with ``video`` (200, or 206 for a Range), cutting the connection
-    after ``drop_after`` body bytes when given."""
+    ``drop_stall`` real seconds after ``drop_after`` body bytes when given."""
     size = video.size
     headers = {"Content-Type": "video/mp4", "Accept-Ranges": "bytes", "ETag": video.etag}
     if filename is not None:
@@ -89,6 +92,10 @@ async def stream_video(
         return response  # the client went away; nothing left to do
     stats.bytes_served += written
     if limit < end:
+        # Stall before the cut, as a dying connection does: a client reading
+        # normally gets the bytes already sent (aiohttp discards buffered data
+        # once it sees the connection error), so a resume has something to resume.
+        await asyncio.sleep(drop_stall)
         if request.transport is not None:
             request.transport.close()  # flushes what was written, then closes
         stats.dropped_connections += 1

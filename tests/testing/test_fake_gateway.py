@@ -446,6 +446,12 @@ async def test_cdn_redirect_expiry_and_auth_counter(http: aiohttp.ClientSession)
         assert status == 200
         assert gw.stats.cdn_requests_with_auth == 1
 
+        gw.script_failures("cdn", [503])
+        async with http.get(location) as response:
+            assert response.status == 503
+            assert response.content_type == "application/xml"
+        assert (await _download(http, location))[0] == 200
+
         clock.advance(86400 + 1)
         async with http.get(location) as response:
             assert response.status == 403
@@ -576,6 +582,11 @@ async def test_webhook_delivered_when_task_finishes(http: aiohttp.ClientSession)
             await asyncio.wait_for(done.wait(), timeout=5)
             assert received[0]["task_id"] == created["task_id"]
             assert received[0]["status"] == "success"
+            # The gateway counts the delivery once the hook's answer reaches it.
+            for _ in range(500):
+                if gw.stats.webhook_deliveries:
+                    break
+                await asyncio.sleep(0.01)
             assert gw.stats.webhook_deliveries == 1
     finally:
         await runner.cleanup()

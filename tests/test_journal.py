@@ -1,0 +1,108 @@
+"""The journal: a re-run resumes, never creates twice, never loses a task id."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import anyio
+import pytest
+
+from asyncvideo import Client, Limits, Outcome, VideoRequest, errors
+from asyncvideo._journal import Journal
+from asyncvideo.testing import FakeGateway
+
+from .test_scheduler import SCALE, prompts, scaled_client
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+async def slow_gateway() -> AsyncIterator[FakeGateway]:
+    async with FakeGateway(time_scale=SCALE, durations=(40.0, 80.0), video_bytes=8192) as gw:
+        yield gw
+
+
+async def run(client: Client, requests: object, out: Path, journal: Path) -> list[Outcome]:
+    return [
+        o
+        async for o in client.generate_many(requests, output_dir=out, journal=journal)  # type: ignore[arg-type]
+    ]
+
+
+async def test_rerun_resumes_without_creating_twice(
+    slow_gateway: FakeGateway, tmp_path: Path
+) -> None:
+    journal = tmp_path / "journal.sqlite"
+    first: list[Outcome] = []
+    async with scaled_client(slow_gateway, limits=Limits(max_active_jobs=10)) as client:
+        with anyio.move_on_after(0.5):
+            async for outcome in client.generate_many(
+                prompts(30), output_dir=tmp_path, journal=journal
+            ):
+                first.append(outcome)  # noqa: PERF401 - keep what arrived before the cut
+    assert 0 < len(first) < 30
+    created_before = slow_gateway.stats.creates
+    cdn_before = slow_gateway.stats.requests["cdn"]
+    async with scaled_client(slow_gateway, limits=Limits(max_active_jobs=10)) as client:
+        second = await run(client, prompts(30), tmp_path, journal)
+    assert sorted(o.index for o in second) == list(range(30))
+    assert all(o.ok for o in second), [o.error for o in second if o.error]
+    # Every request was created exactly once across both runs.
+    assert slow_gateway.stats.creates == 30
+    assert slow_gateway.stats.idempotency_replays == 0
+    # Clips finished in the first run were verified on disk, not fetched again.
+    assert slow_gateway.stats.requests["cdn"] - cdn_before == 30 - len(first)
+    assert created_before < 30
+    for outcome in second:
+        assert outcome.path is not None
+        assert outcome.path.read_bytes()[4:8] == b"ftyp"
+
+
+async def test_an_interrupted_create_is_not_blindly_repeated(
+    slow_gateway: FakeGateway, tmp_path: Path
+) -> None:
+    journal_path = tmp_path / "j.sqlite"
+    requests = list(prompts(3))
+    journal = await Journal.open(journal_path)
+    await journal.record_intent(1, requests[1], "key-from-the-crashed-run")
+    await journal.close()
+    async with scaled_client(slow_gateway) as client:
+        outcomes = {o.index: o for o in await run(client, requests, tmp_path, journal_path)}
+    error = outcomes[1].error
+    assert isinstance(error, errors.CreateOutcomeUnknown)
+    assert error.idempotency_key == "key-from-the-crashed-run"
+    assert outcomes[0].ok
+    assert outcomes[2].ok
+    assert slow_gateway.stats.creates == 2
+
+
+async def test_a_changed_input_is_refused(slow_gateway: FakeGateway, tmp_path: Path) -> None:
+    journal_path = tmp_path / "j.sqlite"
+    async with scaled_client(slow_gateway) as client:
+        await run(client, prompts(2), tmp_path, journal_path)
+        changed = [VideoRequest(prompt="clip 0"), VideoRequest(prompt="something else")]
+        outcomes = {o.index: o for o in await run(client, changed, tmp_path, journal_path)}
+    assert outcomes[0].ok
+    assert isinstance(outcomes[1].error, errors.ValidationError)
+    assert slow_gateway.stats.creates == 2
+
+
+async def test_a_broken_input_finishes_the_paid_jobs_then_raises(
+    slow_gateway: FakeGateway, tmp_path: Path
+) -> None:
+    def broken() -> Iterator[VideoRequest]:
+        yield from prompts(3)
+        raise UnicodeDecodeError("utf-8", b"\xff", 0, 1, "bad byte in the prompt file")
+
+    received: list[Outcome] = []
+
+    async def consume(client: Client) -> None:
+        async for outcome in client.generate_many(broken(), output_dir=tmp_path):
+            received.append(outcome)  # noqa: PERF401 - must see those before the raise
+
+    async with scaled_client(slow_gateway) as client:
+        with pytest.raises(UnicodeDecodeError):
+            await consume(client)
+    assert sorted(o.index for o in received) == [0, 1, 2]
+    assert all(o.ok for o in received)

@@ -3,7 +3,8 @@
 Verbs::
 
     asyncvideo batch PROMPTS_FILE [--model M] [--seconds S] [--size WxH] [--output-dir DIR]
-                     [--jobs N] [--timeout T] [--format auto|text|jsonl] [--json]
+                     [--jobs N] [--timeout T] [--journal FILE] [--format auto|text|jsonl]
+                     [--json]
     asyncvideo generate PROMPT [--model M] [--seconds S] [--size WxH] [--image PATH_OR_URL]
                         [--output PATH] [--timeout T]
     asyncvideo status TASK_ID --model M [--json]
@@ -217,6 +218,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     batch.add_argument(
         "--timeout", type=_positive_float, metavar="T", help="per-job deadline in seconds"
+    )
+    batch.add_argument(
+        "--journal",
+        metavar="FILE",
+        help="SQLite journal of task ids; run the same batch again with it to resume "
+        "without creating (and paying for) any clip twice",
     )
     batch.add_argument(
         "--format",
@@ -691,6 +698,7 @@ async def _batch(args: argparse.Namespace, out: _Output, source: _Source, total:
                         output_dir=output_dir,
                         on_event=view.on_event,
                         timeout=args.timeout,
+                        journal=args.journal,
                     )
                 ) as outcomes,
             ):

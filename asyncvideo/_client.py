@@ -19,23 +19,20 @@ import anyio
 import attrs
 
 from ._clock import Clock, SystemClock
-from ._download import download_to_file
+from ._download import download_to_file, safe_filename
 from ._events import EventHandler
 from ._models import ImageInput, Job, Limits, Outcome, VideoRequest, is_url
 from ._polling import PollPolicy, RetryPolicy
 from ._profiles import GatewayProfile, resolve_gateway
+from ._scheduler import Batch
 from ._states import JobState
-from ._transport import Body, Timeouts, Transport
+from ._transport import TRANSIENT_ERRORS, Body, Timeouts, Transport
 from .errors import (
     APIError,
     ConfigurationError,
     DownloadError,
     JobFailedError,
     JobTimeoutError,
-    ProtocolError,
-    RateLimitError,
-    ServerError,
-    TransportError,
     ValidationError,
     VideoExpiredError,
 )
@@ -51,13 +48,6 @@ _IMAGE_SIGNATURES = (
     (b"\xff\xd8\xff", "image/jpeg", ".jpg"),
     (b"GIF8", "image/gif", ".gif"),
     (b"RIFF", "image/webp", ".webp"),
-)
-#: Errors after which a poll is simply tried again at the next scheduled time.
-TRANSIENT_ERRORS: tuple[type[Exception], ...] = (
-    TransportError,
-    ServerError,
-    RateLimitError,
-    ProtocolError,
 )
 
 
@@ -216,10 +206,7 @@ class Client:
             >>> client.prepare(prompt="a cat", model="kling-v1", seconds=5)  # doctest: +SKIP
         """
         if request is None:
-            try:
-                request = VideoRequest(**fields)
-            except TypeError as exc:
-                raise ValidationError(f"bad VideoRequest field: {exc}") from exc
+            request = VideoRequest.from_fields(fields)
         elif fields:
             request = attrs.evolve(request, **fields)
         self.provider_for(request).check(request)
@@ -392,7 +379,7 @@ class Client:
             )
         target = Path(dest)
         if await anyio.Path(target).is_dir():
-            target = target / f"{_safe_name(job.id)}.mp4"
+            target = target / f"{safe_filename(job.id)}.mp4"
         provider = PROVIDERS[job.provider]
         content = self.gateway.endpoints(provider.wire).content
         sources = [job.video_url] if job.video_url and variant is None else []
@@ -487,8 +474,6 @@ class Client:
             ... ):
             ...     print(outcome.index, outcome.path or outcome.error)
         """
-        from ._scheduler import Batch
-
         batch = Batch(
             self,
             requests,
@@ -510,12 +495,6 @@ class Client:
         """Remember a running batch so :meth:`aclose` can stop it first."""
         self._batches.add(task)
         task.add_done_callback(self._batches.discard)
-
-
-def _safe_name(text: str) -> str:
-    """A task id as a file name: no separators or dots that could leave the folder."""
-    cleaned = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in text)
-    return cleaned[:120] or "video"
 
 
 Client.__module__ = "asyncvideo"

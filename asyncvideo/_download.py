@@ -25,9 +25,15 @@ from ._transport import Transport
 from .errors import APIError, DownloadError, IntegrityError, TransportError
 from .providers._parse import parse_json_object
 
-__all__ = ["download_to_file", "looks_like_mp4"]
+__all__ = ["download_to_file", "looks_like_mp4", "safe_filename"]
 
 _NOT_VIDEO_TYPES = ("application/json", "text/", "application/xml", "application/problem")
+
+
+def safe_filename(text: str) -> str:
+    """A task id as a file name: no separators or dots that could leave the folder."""
+    cleaned = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in text)
+    return cleaned[:120] or "video"
 
 
 def looks_like_mp4(head: bytes) -> bool:

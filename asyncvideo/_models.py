@@ -142,6 +142,19 @@ class VideoRequest:
                 shown.append(f"{field.name}={value!r}")
         return f"VideoRequest({', '.join(shown)})"
 
+    @classmethod
+    def from_fields(cls, fields: Mapping[str, Any]) -> VideoRequest:
+        """A request from a mapping (a JSON line, a form); unknown keys are a ValidationError.
+
+        Example:
+            >>> VideoRequest.from_fields({"prompt": "a cat", "model": "viduq1"}).model
+            'viduq1'
+        """
+        try:
+            return cls(**fields)
+        except TypeError as exc:
+            raise ValidationError(f"bad VideoRequest field: {exc}") from exc
+
 
 @attrs.frozen
 class JobError:

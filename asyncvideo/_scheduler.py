@@ -31,6 +31,7 @@ import anyio
 import attrs
 from anyio.streams.memory import MemoryObjectSendStream
 
+from ._download import safe_filename
 from ._events import (
     DownloadedEvent,
     Event,
@@ -44,6 +45,7 @@ from ._journal import Journal, JournalEntry, fingerprint
 from ._models import Job, Outcome, VideoRequest
 from ._polling import PollPolicy
 from ._states import JobState
+from ._transport import TRANSIENT_ERRORS
 from .errors import (
     AuthenticationError,
     CreateOutcomeUnknown,
@@ -100,10 +102,7 @@ def _coerce(item: object) -> VideoRequest:
     if isinstance(item, VideoRequest):
         return item
     if isinstance(item, Mapping):
-        try:
-            return VideoRequest(**item)
-        except TypeError as exc:
-            raise ValidationError(f"bad request fields: {exc}") from exc
+        return VideoRequest.from_fields(item)
     raise ValidationError(f"expected a VideoRequest or a mapping, got {type(item).__name__}")
 
 
@@ -350,8 +349,6 @@ class Batch:
             await self._poll(entry)
 
     async def _poll(self, entry: _Entry) -> None:
-        from ._client import TRANSIENT_ERRORS
-
         previous = entry.job
         try:
             job = await self._client.refresh(previous)
@@ -393,9 +390,7 @@ class Batch:
     # -- downloading ---------------------------------------------------------------------------
 
     def _path_for(self, entry: _Entry) -> Path:
-        from ._client import _safe_name
-
-        return self._output_dir / f"{entry.index:06d}_{_safe_name(entry.job.id)}.mp4"
+        return self._output_dir / f"{entry.index:06d}_{safe_filename(entry.job.id)}.mp4"
 
     async def _download_worker(self) -> None:
         while True:

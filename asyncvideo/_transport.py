@@ -29,12 +29,13 @@ from .errors import (
     CreateOutcomeUnknown,
     ProtocolError,
     RateLimitError,
+    ServerError,
     TimeoutError,
     TransportError,
 )
 from .providers._parse import api_error, parse_json_object
 
-__all__ = ["Body", "Timeouts", "Transport", "origin_of"]
+__all__ = ["TRANSIENT_ERRORS", "Body", "Timeouts", "Transport", "origin_of"]
 
 logger = logging.getLogger("asyncvideo")
 
@@ -46,6 +47,14 @@ _MAX_REDIRECTS = 5
 #: FormData can be sent only once, so retries build a fresh one).
 Body = Mapping[str, object] | Callable[[], aiohttp.FormData] | None
 RetryMode = Literal["safe", "create"]
+
+#: Errors after which a status query is simply tried again at the next scheduled poll.
+TRANSIENT_ERRORS: tuple[type[Exception], ...] = (
+    TransportError,
+    ServerError,
+    RateLimitError,
+    ProtocolError,
+)
 
 
 @attrs.frozen(kw_only=True)

@@ -155,8 +155,18 @@ def whole(seconds: float) -> int | float:
     return int(seconds) if float(seconds).is_integer() else seconds
 
 
-def seconds_text(seconds: float) -> str:
-    return str(whole(seconds))
+def openai_form(request: VideoRequest, *, size_separator: str) -> dict[str, str]:
+    """The text fields every OpenAI-format create starts with: prompt, model, seconds, size.
+
+    ``size_separator`` is ``"x"`` for Sora and ``"*"`` for Wan (``1920*1080``).
+    """
+    form = {"prompt": request.prompt, "model": request.model}
+    if request.seconds is not None:
+        form["seconds"] = str(whole(request.seconds))
+    if request.size is not None:
+        width, height = size_parts(request.size)
+        form["size"] = f"{width}{size_separator}{height}"
+    return form
 
 
 def size_parts(size: str) -> tuple[int, int]:

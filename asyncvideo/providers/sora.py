@@ -13,8 +13,7 @@ from ._base import (
     Provider,
     WireFormat,
     metadata_json,
-    seconds_text,
-    size_parts,
+    openai_form,
 )
 
 __all__ = ["SoraProvider"]
@@ -37,12 +36,7 @@ class SoraProvider(Provider):
             )
 
     def build(self, request: VideoRequest, images: Mapping[str, ImageData]) -> CreateBody:
-        form: dict[str, str] = {"prompt": request.prompt, "model": request.model}
-        if request.seconds is not None:
-            form["seconds"] = seconds_text(request.seconds)
-        if request.size is not None:
-            width, height = size_parts(request.size)
-            form["size"] = f"{width}x{height}"
+        form = openai_form(request, size_separator="x")
         if request.extra:
             form["metadata"] = metadata_json(request.extra)
         files = {"input_reference": images["image"]} if "image" in images else {}

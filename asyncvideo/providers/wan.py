@@ -18,8 +18,8 @@ from ._base import (
     Provider,
     WireFormat,
     metadata_json,
+    openai_form,
     require_url,
-    seconds_text,
     size_parts,
 )
 
@@ -117,12 +117,7 @@ class WanProvider(Provider):
                 )
 
     def build(self, request: VideoRequest, images: Mapping[str, ImageData]) -> CreateBody:
-        form: dict[str, str] = {"prompt": request.prompt, "model": request.model}
-        if request.seconds is not None:
-            form["seconds"] = seconds_text(request.seconds)
-        if request.size is not None:
-            width, height = size_parts(request.size)
-            form["size"] = f"{width}*{height}"
+        form = openai_form(request, size_separator="*")
         metadata: dict[str, object] = {}
         if "image" in images:
             key = "first_frame_url" if wan_kind(request.model) == "kf2v" else "img_url"

@@ -367,6 +367,18 @@ class Client:
             VideoExpiredError: the job's ``expires_at`` has passed (nothing is sent).
             DownloadError: the body could not be fetched or did not verify.
         """
+        target = Path(dest)
+        if await anyio.Path(target).is_dir():
+            target = target / f"{safe_filename(job.id)}.mp4"
+        await self.download_file(job, target, variant=variant)
+        return target
+
+    async def download_file(self, job: Job, path: Path, *, variant: str | None = None) -> int:
+        """Like :meth:`download` with ``path`` always a file; returns the bytes written.
+
+        The batch scheduler uses this: it names its files itself and wants the
+        size without another trip to the disk.
+        """
         job.raise_for_state()
         if job.state is not JobState.SUCCEEDED:
             raise DownloadError(
@@ -377,9 +389,6 @@ class Client:
                 f"the video of job {job.id} expired at {job.expires_at.isoformat()}",
                 task_id=job.id,
             )
-        target = Path(dest)
-        if await anyio.Path(target).is_dir():
-            target = target / f"{safe_filename(job.id)}.mp4"
         provider = PROVIDERS[job.provider]
         content = self.gateway.endpoints(provider.wire).content
         sources = [job.video_url] if job.video_url and variant is None else []
@@ -390,10 +399,10 @@ class Client:
         async with self._slot("download"):
             for number, url in enumerate(sources, start=1):
                 try:
-                    await download_to_file(
+                    return await download_to_file(
                         self._transport,
                         url,
-                        target,
+                        path,
                         provider=provider.name,
                         task_id=job.id,
                         clock=self.clock,
@@ -401,7 +410,6 @@ class Client:
                         rng=self._rng,
                         params={"variant": variant} if variant and url != job.video_url else None,
                     )
-                    break
                 except APIError as exc:
                     # A CDN link can lapse before expires_at says; the gateway may still serve it.
                     if number == len(sources) or exc.status not in (403, 404, 410):
@@ -411,7 +419,7 @@ class Client:
                         job.id,
                         exc.status,
                     )
-        return target
+        raise AssertionError("unreachable: the last source returns or raises")  # pragma: no cover
 
     async def generate(
         self,

@@ -42,7 +42,13 @@ def looks_like_mp4(head: bytes) -> bool:
 
 
 def _open_part(path: Path, offset: int) -> BinaryIO:
-    handle = path.open("r+b" if offset else "wb")
+    try:
+        handle = path.open("r+b" if offset else "wb")
+    except FileNotFoundError:
+        # The folder is missing only the first time; creating it here saves a
+        # thread hop on every other download.
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle = path.open("r+b" if offset else "wb")
     handle.truncate(offset)
     handle.seek(offset)
     return handle
@@ -88,7 +94,6 @@ async def download_to_file(
     if params:
         url = str(URL(url).update_query(params))
     part = dest.with_name(dest.name + ".part")
-    await anyio.Path(dest.parent).mkdir(parents=True, exist_ok=True)
     offset = 0
     validator: str | None = None  # ETag or Last-Modified of the bytes already in .part
     attempt = 0

@@ -397,8 +397,7 @@ class Batch:
             entry = await self._downloads.pop()
             path = self._path_for(entry)
             try:
-                await self._client.download(entry.job, path)
-                size = (await anyio.Path(path).stat()).st_size
+                size = await self._client.download_file(entry.job, path)
             except FATAL_ERRORS as exc:
                 self._stop(exc)
                 continue

@@ -214,7 +214,7 @@ def parse_task(
         completed_at=parse_timestamp(body.get("completed_at") or body.get("finished_at")),
         expires_at=parse_timestamp(body.get("expires_at") or _dig(body, ("result", "expires_at"))),
         error=error if state in (JobState.FAILED, JobState.CANCELLED) else None,
-        raw=dict(payload),
+        raw=payload,
     )
 
 

@@ -47,6 +47,7 @@ from ._polling import PollPolicy
 from ._states import JobState
 from ._transport import TRANSIENT_ERRORS
 from .errors import (
+    AsyncVideoError,
     AuthenticationError,
     CreateOutcomeUnknown,
     InsufficientQuotaError,
@@ -185,6 +186,8 @@ class Batch:
             async with receive:
                 async for outcome in receive:
                     yield outcome
+            if worker.cancelled():
+                raise AsyncVideoError("the batch was stopped because its client was closed")
             await worker
         finally:
             if not worker.done():

@@ -238,3 +238,17 @@ async def test_a_thousand_jobs(fast_gateway: FakeGateway, tmp_path: Path) -> Non
     assert all(o.ok for o in outcomes)
     assert len(list(tmp_path.glob("*.mp4"))) == 1000
     assert fast_gateway.stats.creates == 1000
+
+
+async def test_closing_the_client_stops_its_batch_loudly(
+    fast_gateway: FakeGateway, tmp_path: Path
+) -> None:
+    client = scaled_client(fast_gateway)
+    outcomes = client.generate_many(prompts(100), output_dir=tmp_path)
+    first = await outcomes.__anext__()
+    assert first.ok
+    await client.aclose()
+    with pytest.raises(errors.AsyncVideoError, match="client was closed"):
+        async for _ in outcomes:
+            pass
+    assert not list(tmp_path.glob("*.part"))

@@ -158,18 +158,18 @@ class Transport:
     # -- URLs and headers ---------------------------------------------------------------
 
     def url(self, path_or_url: str) -> str:
-        return (
-            urljoin(self.base_url, path_or_url.lstrip("/"))
-            if "://" not in path_or_url
-            else path_or_url
-        )
+        """An absolute URL: a path is taken relative to the gateway's base URL."""
+        if "://" in path_or_url:
+            return path_or_url
+        return self.base_url + path_or_url.lstrip("/")
 
     def is_gateway_origin(self, url: str) -> bool:
         return origin_of(url) == self._origin
 
     def headers_for(self, url: str, extra: Mapping[str, str] | None = None) -> dict[str, str]:
         headers = dict(extra or {})
-        if self.is_gateway_origin(url):
+        # URLs built from base_url skip the parse: they are the gateway by construction.
+        if url.startswith(self.base_url) or self.is_gateway_origin(url):
             headers["Authorization"] = f"Bearer {self._api_key}"
         return headers
 

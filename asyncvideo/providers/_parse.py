@@ -67,7 +67,7 @@ _ERROR_BY_STATUS: Mapping[int, type[APIError]] = {
 
 def as_text(value: object) -> str | None:
     """A wire scalar as a string (codes come as strings, ints or null)."""
-    if value is None or isinstance(value, Mapping | list):
+    if value is None or isinstance(value, dict | list):
         return None
     if isinstance(value, float) and value.is_integer():
         value = int(value)
@@ -78,7 +78,7 @@ def as_text(value: object) -> str | None:
 def _dig(payload: Mapping[str, object], path: tuple[str, ...]) -> object:
     node: object = payload
     for key in path:
-        if not isinstance(node, Mapping):
+        if not isinstance(node, dict):
             return None
         node = node.get(key)
     return node
@@ -138,7 +138,7 @@ def find_video_url(payload: Mapping[str, object]) -> str | None:
             return value.strip()
     for key in ("videos", "results"):  # lists of results: take the first video
         items = _dig(payload, (key,)) or _dig(payload, ("result", key))
-        if isinstance(items, list) and items and isinstance(items[0], Mapping):
+        if isinstance(items, list) and items and isinstance(items[0], dict):
             url = find_video_url(items[0])
             if url:
                 return url
@@ -147,7 +147,7 @@ def find_video_url(payload: Mapping[str, object]) -> str | None:
 
 def _parse_job_error(payload: Mapping[str, object]) -> JobError | None:
     error = payload.get("error")
-    if isinstance(error, Mapping):
+    if isinstance(error, dict):
         message = as_text(error.get("message")) or as_text(error.get("msg")) or ""
         code = as_text(error.get("code")) or as_text(error.get("type"))
         if message or code:
@@ -166,7 +166,7 @@ def _unwrap(payload: Mapping[str, object]) -> Mapping[str, object]:
     # Some gateways wrap the task: {"code": 0, "data": {...}}.
     if not any(key in payload for key in _STATUS_KEYS):
         inner = payload.get("data")
-        if isinstance(inner, Mapping) and any(key in inner for key in _STATUS_KEYS):
+        if isinstance(inner, dict) and any(key in inner for key in _STATUS_KEYS):
             return inner
     return payload
 
@@ -198,9 +198,12 @@ def parse_task(
         progress = previous.progress if progress is None else max(progress, previous.progress)
     if state is JobState.SUCCEEDED:
         progress = 100
-    error = _parse_job_error(body)
-    if state in (JobState.FAILED, JobState.CANCELLED) and error is None:
+    failed = state in (JobState.FAILED, JobState.CANCELLED)
+    error = _parse_job_error(body) if failed else None
+    if failed and error is None:
         error = JobError(code=None, message=f"the gateway reported {native or state.value}")
+    # Gateways attach the URL only on success; skip the search on the many polls before.
+    video_url = find_video_url(body) if state is JobState.SUCCEEDED else None
     return Job(
         id=job_id,
         model=as_text(body.get("model")) or model,
@@ -208,12 +211,12 @@ def parse_task(
         state=state,
         native_status=native,
         progress=progress,
-        video_url=find_video_url(body) or (previous.video_url if previous else None),
+        video_url=video_url or (previous.video_url if previous else None),
         created_at=parse_timestamp(body.get("created_at"))
         or (previous.created_at if previous else None),
         completed_at=parse_timestamp(body.get("completed_at") or body.get("finished_at")),
         expires_at=parse_timestamp(body.get("expires_at") or _dig(body, ("result", "expires_at"))),
-        error=error if state in (JobState.FAILED, JobState.CANCELLED) else None,
+        error=error,
         raw=payload,
     )
 
@@ -271,7 +274,7 @@ def api_error(
     fields: Mapping[str, object] = {}
     if payload is not None:
         nested = payload.get("error")
-        fields = nested if isinstance(nested, Mapping) else payload
+        fields = nested if isinstance(nested, dict) else payload
     message = as_text(fields.get("message")) or as_text(fields.get("msg"))
     if not message:
         if payload is None and body:

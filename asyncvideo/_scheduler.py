@@ -74,7 +74,7 @@ class _PriorityQueue(Generic[T]):
 
     def __init__(self) -> None:
         self._heap: list[tuple[float, int, T]] = []
-        self._ready = anyio.Semaphore(0)
+        self._ready = asyncio.Semaphore(0)  # asyncio's: no checkpoint per pop (see Client._slot)
         self._order = itertools.count()
 
     def push(self, priority: float, item: T) -> None:

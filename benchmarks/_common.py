@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 __all__ = [
+    "BENCH_DIR",
     "RESULTS_DIR",
     "Column",
     "Gateway",
@@ -55,6 +56,10 @@ Json = dict[str, Any]
 def _cpu_seconds() -> float:
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return usage.ru_utime + usage.ru_stime
+
+
+def _sys_seconds() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_stime
 
 
 def peak_rss_mb() -> float:
@@ -98,23 +103,28 @@ class Meter:
 
     wall: float = 0.0
     cpu: float = 0.0
+    sys_cpu: float = 0.0
     rss_at_start_mb: float = 0.0
     _wall0: float = 0.0
     _cpu0: float = 0.0
+    _sys0: float = 0.0
 
     def start(self) -> None:
         self.rss_at_start_mb = current_rss_mb()
         self._cpu0 = _cpu_seconds()
+        self._sys0 = _sys_seconds()
         self._wall0 = time.perf_counter()
 
     def stop(self) -> None:
         self.wall = time.perf_counter() - self._wall0
         self.cpu = _cpu_seconds() - self._cpu0
+        self.sys_cpu = _sys_seconds() - self._sys0
 
     def to_dict(self) -> Json:
         return {
             "wall_s": self.wall,
             "cpu_s": self.cpu,
+            "sys_cpu_s": self.sys_cpu,
             "cpu_total_s": _cpu_seconds(),
             "rss_at_start_mb": self.rss_at_start_mb,
             "peak_rss_mb": peak_rss_mb(),
@@ -129,21 +139,45 @@ def emit_child_result(result: Json) -> None:
 def run_profiled(main: Callable[[], Json], profile_to: str | None) -> Json:
     """Run ``main`` (under cProfile when ``profile_to`` is a path) and return its result.
 
-    The profile's top functions by own time go to stderr; the raw stats to
-    ``profile_to`` for ``python -m pstats``.
+    The timer is the main thread's CPU time, so time spent waiting in
+    ``epoll`` does not show and worker threads (file I/O) are left out. The
+    top functions by own time go to stderr; the raw stats to ``profile_to``
+    for ``python -m pstats``.
     """
     if not profile_to:
         return main()
     import cProfile
     import pstats
 
-    profiler = cProfile.Profile()
+    profiler = cProfile.Profile(time.thread_time)
     result = profiler.runcall(main)
     profiler.dump_stats(profile_to)
     stats = pstats.Stats(profiler, stream=sys.stderr)
+    print(_by_package(stats), file=sys.stderr)
     stats.sort_stats("tottime").print_stats(30)
     stats.sort_stats("cumulative").print_stats(40)
     return result
+
+
+def _by_package(stats: Any) -> str:
+    """Own time summed per package or module: which layer the CPU goes to."""
+    totals: dict[str, float] = {}
+    for (filename, _, function), row in stats.stats.items():
+        own = row[2]
+        if "site-packages/" in filename:
+            key = filename.split("site-packages/", 1)[1].split("/", 1)[0]
+        elif "/asyncvideo/" in filename:
+            key = "asyncvideo/" + filename.split("/asyncvideo/", 1)[1]
+        elif filename == "~":
+            key = f"builtin: {function.split(' of ')[0]}"
+        else:
+            key = "stdlib/" + Path(filename).name
+        totals[key] = totals.get(key, 0.0) + own
+    grand = sum(totals.values()) or 1.0
+    lines = [f"own CPU by package (total {grand:.2f} s, profiler overhead included):"]
+    for key, seconds in sorted(totals.items(), key=lambda item: -item[1])[:25]:
+        lines.append(f"  {seconds / grand:6.1%}  {seconds:7.3f} s  {key}")
+    return "\n".join(lines)
 
 
 # -- the gateway process, from the parent -----------------------------------------------------
@@ -160,11 +194,21 @@ class Gateway:
     api_key: str
     _seen_tasks: int = 0
 
-    def _call(self, method: str, url: str) -> Json:
-        request = urllib.request.Request(url, method=method, data=b"" if method == "POST" else None)
+    def _call(self, method: str, url: str, body: Json | None = None) -> Json:
+        payload = json.dumps(body).encode() if body is not None else b""
+        request = urllib.request.Request(
+            url,
+            method=method,
+            data=payload if method == "POST" else None,
+            headers={"Content-Type": "application/json"},
+        )
         with urllib.request.urlopen(request, timeout=30) as response:
             data: Json = json.load(response)
         return data
+
+    def configure(self, **changes: object) -> Json:
+        """Change gateway options between contenders (``POST /_sim/config``)."""
+        return self._call("POST", self.url + "/_sim/config", changes)
 
     def stats(self) -> Json:
         """The gateway's counters (``GET /_sim/stats``)."""
@@ -299,14 +343,12 @@ class Target:
     def line(self) -> str:
         verdict = "PASS" if self.passed else "MISS"
         relation = ">=" if self.higher_is_better else "<="
-        margin = (
-            (self.value / self.limit - 1) * 100 if self.limit else float("inf")
-        )  # how far past (+) or inside (-) the limit
+        share = self.value / self.limit * 100 if self.limit else float("inf")
         unit = f" {self.unit}" if self.unit else ""
         note = f"  ({self.note})" if self.note else ""
         return (
             f"{verdict}  {self.name}: {self.value:.4g}{unit} {relation} {self.limit:.4g}{unit}"
-            f"  [{margin:+.1f}% of limit]{note}"
+            f"  [{share:.0f}% of the limit]{note}"
         )
 
     def to_dict(self) -> Json:

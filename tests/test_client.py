@@ -47,6 +47,8 @@ async def test_keyword_shorthand_and_defaults_reach_the_server(
     assert sent.form["model"] == "sora-2"  # the SDK's default model
     assert (sent.form["seconds"], sent.form["size"]) == ("8", "1280x720")
     assert sent.headers.get("Idempotency-Key")
+    # The gateway documents multipart/form-data, with or without a file.
+    assert sent.headers["Content-Type"].startswith("multipart/form-data")
 
 
 async def test_image_to_video_upload_reaches_the_server(

@@ -146,7 +146,7 @@ class Client:
             rng=self._rng,
         )
         self._slots: dict[str, asyncio.Semaphore] = {}
-        self._batches: set[asyncio.Task[None]] = set()
+        self._batches: set[tuple[asyncio.Task[None], anyio.CancelScope]] = set()
 
     def __repr__(self) -> str:
         return f"Client(base_url={self._transport.base_url!r}, gateway={self.gateway.name!r})"
@@ -174,11 +174,11 @@ class Client:
     async def aclose(self) -> None:
         """Cancel running batches, wait for them to unwind, and close the connection pool."""
         batches = list(self._batches)
-        for task in batches:
-            task.cancel()
+        for _, scope in batches:
+            scope.cancel()  # through the batch's scope, so shielded creates finish first
         if batches:
             with anyio.CancelScope(shield=True):
-                await asyncio.wait(batches)
+                await asyncio.wait([task for task, _ in batches])
         await self._transport.aclose()
 
     # -- limits ---------------------------------------------------------------------------
@@ -504,10 +504,11 @@ class Client:
     def rng(self) -> random.Random:
         return self._rng
 
-    def track_batch(self, task: asyncio.Task[None]) -> None:
+    def track_batch(self, task: asyncio.Task[None], scope: anyio.CancelScope) -> None:
         """Remember a running batch so :meth:`aclose` can stop it first."""
-        self._batches.add(task)
-        task.add_done_callback(self._batches.discard)
+        entry = (task, scope)
+        self._batches.add(entry)
+        task.add_done_callback(lambda _: self._batches.discard(entry))
 
 
 Client.__module__ = "asyncvideo"

@@ -181,7 +181,7 @@ class Batch:
         send, receive = anyio.create_memory_object_stream[Outcome](limits.max_active_jobs)
         self._send = send
         worker = asyncio.get_running_loop().create_task(self._main(send))
-        self._client.track_batch(worker)
+        self._client.track_batch(worker, self._scope)
         try:
             async with receive:
                 async for outcome in receive:
@@ -215,6 +215,8 @@ class Batch:
             raise self._fatal
         if self._input_error is not None:
             raise self._input_error
+        if self._scope.cancel_called and not self._all_done.is_set():
+            raise AsyncVideoError("the batch was stopped because its client was closed")
 
     async def _run_all(self, send: MemoryObjectSendStream[Outcome]) -> None:
         async with send:

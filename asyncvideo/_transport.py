@@ -16,6 +16,7 @@ from typing import Literal
 from urllib.parse import urljoin, urlsplit
 
 import aiohttp
+import anyio
 import attrs
 
 from ._clock import Clock
@@ -202,9 +203,13 @@ class Transport:
             sent_at = await limiter.acquire()
             await self._global_rate.acquire()
             try:
-                status, answer_headers, payload = await self._send_once(
-                    method, url, body=body, headers=headers
-                )
+                # A create once sent is seen through to its answer, even when the caller
+                # is cancelled: abandoning it would lose a task that is being paid for.
+                # The wait is bounded by Timeouts.request.
+                with anyio.CancelScope(shield=retry_mode == "create"):
+                    status, answer_headers, payload = await self._send_once(
+                        method, url, body=body, headers=headers
+                    )
             except TransportError as exc:
                 exc.task_id = task_id
                 # A refused connection never reached the gateway; anything else may have.

@@ -80,7 +80,8 @@ class AdaptiveRateLimiter:
         self.throttle_count += 1
         if retry_after is not None and retry_after > 0:
             self._blocked_until = max(self._blocked_until, now + retry_after)
-        if sent_at < self._last_cut:
+        # Sent at or before the last cut: it went out under the old rate, already halved.
+        if sent_at <= self._last_cut:
             return
         self._last_cut = now
         if self._rate is None:

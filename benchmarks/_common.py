@@ -31,11 +31,14 @@ __all__ = [
     "Json",
     "Meter",
     "Target",
+    "contender_names",
     "current_rss_mb",
+    "dispatch",
     "emit_child_result",
     "environment",
     "format_table",
     "gateway_process",
+    "name_list",
     "reset_peak_rss",
     "run_child",
     "write_results",
@@ -48,6 +51,33 @@ GATEWAY_SCRIPT = BENCH_DIR / "_gateway.py"
 RESULT_PREFIX = "BENCH-RESULT "
 
 Json = dict[str, Any]
+
+
+# -- command line, shared by every benchmark script ------------------------------------------
+
+
+def name_list(text: str) -> list[str]:
+    """``"a,b,,c"`` -> ``["a", "b", "c"]``."""
+    return [name for name in text.split(",") if name]
+
+
+def contender_names(text: str, known: Sequence[str]) -> list[str]:
+    """The contenders named on the command line; an unknown name ends the run."""
+    names = name_list(text)
+    unknown = set(names) - set(known)
+    if unknown:
+        raise SystemExit(f"unknown contenders: {sorted(unknown)}")
+    return names
+
+
+def dispatch(
+    opts: Any, child_main: Callable[[Any], object], parent_main: Callable[[Any], object]
+) -> None:
+    """Run as the measured child (``--child``) or as the parent that starts children."""
+    if opts.child:
+        child_main(opts)
+    else:
+        parent_main(opts)
 
 
 # -- measuring, in the child ------------------------------------------------------------------

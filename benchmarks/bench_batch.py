@@ -73,10 +73,13 @@ from _common import (
     Json,
     Meter,
     Target,
+    contender_names,
+    dispatch,
     emit_child_result,
     environment,
     format_table,
     gateway_process,
+    name_list,
     run_child,
     run_profiled,
     write_results,
@@ -494,20 +497,13 @@ def parse_options(argv: Sequence[str] | None = None) -> argparse.Namespace:
         opts.jobs, opts.concurrency = min(opts.jobs, 200), min(opts.concurrency, 50)
     if opts.interval is None:
         opts.interval = 5.0 * opts.time_scale
-    opts.contenders = [name for name in opts.contenders.split(",") if name]
-    opts.profile = [name for name in opts.profile.split(",") if name]
-    unknown = set(opts.contenders) - set(CONTENDERS)
-    if unknown:
-        raise SystemExit(f"unknown contenders: {sorted(unknown)}")
+    opts.contenders = contender_names(opts.contenders, CONTENDERS)
+    opts.profile = name_list(opts.profile)
     return opts
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    opts = parse_options(argv)
-    if opts.child:
-        child_main(opts)
-    else:
-        parent_main(opts)
+    dispatch(parse_options(argv), child_main, parent_main)
 
 
 if __name__ == "__main__":

@@ -45,11 +45,14 @@ from _common import (
     Json,
     Meter,
     Target,
+    contender_names,
     current_rss_mb,
+    dispatch,
     emit_child_result,
     environment,
     format_table,
     gateway_process,
+    name_list,
     peak_rss_mb,
     reset_peak_rss,
     run_child,
@@ -329,20 +332,13 @@ def parse_options(argv: Sequence[str] | None = None) -> argparse.Namespace:
         return opts
     if opts.quick:
         opts.files, opts.repeat = min(opts.files, 8), 1
-    opts.contenders = [name for name in opts.contenders.split(",") if name]
-    opts.profile = [name for name in opts.profile.split(",") if name]
-    unknown = set(opts.contenders) - set(CONTENDERS)
-    if unknown:
-        raise SystemExit(f"unknown contenders: {sorted(unknown)}")
+    opts.contenders = contender_names(opts.contenders, CONTENDERS)
+    opts.profile = name_list(opts.profile)
     return opts
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    opts = parse_options(argv)
-    if opts.child:
-        child_main(opts)
-    else:
-        parent_main(opts)
+    dispatch(parse_options(argv), child_main, parent_main)
 
 
 if __name__ == "__main__":

@@ -38,6 +38,7 @@ from _common import (
     Json,
     Meter,
     Target,
+    dispatch,
     emit_child_result,
     environment,
     format_table,
@@ -256,11 +257,7 @@ def parse_options(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    opts = parse_options(argv)
-    if opts.child:
-        child_main(opts)
-    else:
-        parent_main(opts)
+    dispatch(parse_options(argv), child_main, parent_main)
 
 
 if __name__ == "__main__":

@@ -6,6 +6,14 @@ The body streams to ``<dest>.part`` beside the destination in fixed chunks
 like an MP4 (an ``ftyp`` box) before it is fsynced and renamed into place, so a
 JSON error page is never saved as a video and a half file never appears under
 the final name.
+
+Videos are asked for with ``Accept-Encoding: identity``. A server that encodes
+anyway (the LiteLLM proxy gzips content) announces the *encoded* length, so
+the length check is skipped for it and a drop restarts from byte 0: byte
+offsets of a decoded stream mean nothing to a ``Range`` on the encoded one.
+A content endpoint that answers "not ready yet" just after success (the
+new-api relay does until its poller catches up) is retried for
+``RetryPolicy.not_ready_window`` seconds.
 """
 
 from __future__ import annotations
@@ -23,7 +31,7 @@ from ._clock import Clock
 from ._polling import RetryPolicy
 from ._transport import Transport
 from .errors import APIError, DownloadError, IntegrityError, TransportError
-from .providers._parse import parse_json_object
+from .providers._parse import is_not_ready, parse_json_object
 
 __all__ = ["download_to_file", "looks_like_mp4", "safe_filename"]
 
@@ -97,10 +105,12 @@ async def download_to_file(
     offset = 0
     validator: str | None = None  # ETag or Last-Modified of the bytes already in .part
     attempt = 0
+    not_ready_until = clock.monotonic() + retry.not_ready_window
+    not_ready_waits = 0
     handle: BinaryIO | None = None
     try:
         while True:
-            headers: dict[str, str] = {}
+            headers = {"Accept-Encoding": "identity"}
             if offset and validator:
                 headers["Range"] = f"bytes={offset}-"
                 headers["If-Range"] = validator
@@ -118,9 +128,12 @@ async def download_to_file(
                         )
                     if response.status != 206:
                         offset = 0  # a full body: the server ignored or refused the range
-                    total = _expected_total(response, offset)
-                    validator = response.headers.get("ETag") or response.headers.get(
-                        "Last-Modified"
+                    encoded = _is_encoded(response)
+                    total = None if encoded else _expected_total(response, offset)
+                    validator = (
+                        None
+                        if encoded
+                        else (response.headers.get("ETag") or response.headers.get("Last-Modified"))
                     )
                     if handle is not None:
                         handle.close()
@@ -167,6 +180,12 @@ async def download_to_file(
                     ) from exc
                 await clock.sleep(retry.backoff(attempt - 1, rng))
             except APIError as exc:
+                if is_not_ready(exc) and clock.monotonic() < not_ready_until:
+                    # Not a failed attempt: the video exists, the endpoint lags behind.
+                    delay = retry.backoff(not_ready_waits, rng)
+                    not_ready_waits += 1
+                    await clock.sleep(min(delay, max(0.0, not_ready_until - clock.monotonic())))
+                    continue
                 if exc.status not in (408, 429, 500, 502, 503, 504):
                     raise
                 attempt += 1
@@ -182,6 +201,13 @@ async def download_to_file(
         with anyio.CancelScope(shield=True):
             await anyio.Path(part).unlink(missing_ok=True)
         raise
+
+
+def _is_encoded(response: aiohttp.ClientResponse) -> bool:
+    return response.headers.get("Content-Encoding", "identity").strip().lower() not in (
+        "",
+        "identity",
+    )
 
 
 def _expected_total(response: aiohttp.ClientResponse, offset: int) -> int | None:

@@ -85,6 +85,9 @@ class RetryPolicy:
     max_delay: float = attrs.field(default=20.0, validator=_non_negative)
     #: never wait longer than this for a Retry-After (a hostile header must not stall a batch)
     max_retry_after: float = attrs.field(default=120.0, validator=_non_negative)
+    #: how long a content request answered "not ready yet" is retried after the
+    #: job succeeded (relays update the content endpoint after the status)
+    not_ready_window: float = attrs.field(default=60.0, validator=_non_negative)
 
     def backoff(self, attempt: int, rng: random.Random, retry_after: float | None = None) -> float:
         """Seconds to wait before retry number ``attempt`` (0-based)."""
@@ -98,6 +101,7 @@ class RetryPolicy:
             base_delay=self.base_delay * factor,
             max_delay=self.max_delay * factor,
             max_retry_after=self.max_retry_after * factor,
+            not_ready_window=self.not_ready_window * factor,
         )
 
 

@@ -8,7 +8,9 @@ shape (and a few undocumented ones) and never raises anything but
 from __future__ import annotations
 
 import json
+import logging
 import math
+import re
 from collections.abc import Mapping
 from datetime import UTC, datetime
 
@@ -31,6 +33,7 @@ __all__ = [
     "api_error",
     "as_text",
     "find_video_url",
+    "is_not_ready",
     "parse_json_object",
     "parse_progress",
     "parse_retry_after",
@@ -38,21 +41,48 @@ __all__ = [
     "parse_timestamp",
 ]
 
-# Where gateways put the finished video's URL, most specific first.
-_URL_PATHS: tuple[tuple[str, ...], ...] = (
-    ("url",),
-    ("video_url",),
-    ("result", "url"),
-    ("result", "video_url"),
-    ("metadata", "url"),
-    ("metadata", "video_url"),
-    ("output", "video_url"),
-    ("data", "url"),
+logger = logging.getLogger("asyncvideo")
+
+# Keys that carry a finished video's URL, most specific first. ``result_url`` is
+# the new-api relay's TaskDto field (older versions put the URL of a succeeded
+# task in ``fail_reason``); ``url``/``video_url`` the seeds'.
+_URL_KEYS = ("url", "video_url", "result_url", "videoUrl", "download_url", "fail_reason")
+# Containers the URL may sit in (a relay's envelope, the upstream body it keeps
+# under ``data``, lists of results); searched breadth-first, a few levels deep.
+_URL_CONTAINERS = (
+    "result",
+    "data",
+    "metadata",
+    "output",
+    "task_result",
+    "videos",
+    "results",
+    "creations",
+    "content",
 )
+_URL_SEARCH_DEPTH = 6
 _STATUS_KEYS = ("status", "state", "task_status")
-_ID_KEYS = ("id", "task_id", "video_id")
+# ``task_id`` first: the new-api relay sends its numeric row ``id`` beside the
+# string ``task_id`` that its endpoints take.
+_ID_KEYS = ("task_id", "id", "video_id")
+# The new-api relay's TaskDto says submit_time/finish_time (Unix seconds).
+_CREATED_KEYS = ("created_at", "submit_time")
+_COMPLETED_KEYS = ("completed_at", "finished_at", "finish_time")
 # Seconds since 1970 stay below this until the year 5138; larger numbers are milliseconds.
 _MS_THRESHOLD = 1e11
+
+# Error codes that mean "no such task", whatever the HTTP status says.
+_NOT_FOUND_CODES = frozenset(
+    {"task_not_exist", "task_not_found", "not_found", "video_not_found", "resource_not_found"}
+)
+# A relay's message may hold its upstream's error, which may hold its own upstream's.
+_MAX_EMBEDDED_ERRORS = 3
+_NOT_READY_STATUSES = frozenset({400, 404, 409, 425})
+_NOT_READY_WORDS = re.compile(
+    r"not[\s_]+(yet[\s_]+)?(ready|complete|completed|finished)"
+    r"|still[\s_]+(processing|running|generating|pending)|\bprocessing\b|in[\s_]+progress",
+    re.IGNORECASE,
+)
 
 _ERROR_BY_STATUS: Mapping[int, type[APIError]] = {
     400: InvalidRequestError,
@@ -130,18 +160,44 @@ def parse_timestamp(value: object) -> datetime | None:
         return None
 
 
+def _http_url(value: object) -> str | None:
+    if isinstance(value, str) and value.strip().lower().startswith(("http://", "https://")):
+        return value.strip()
+    return None
+
+
 def find_video_url(payload: Mapping[str, object]) -> str | None:
-    """The video URL wherever this gateway put it, or None."""
-    for path in _URL_PATHS:
-        value = _dig(payload, path)
-        if isinstance(value, str) and value.strip().lower().startswith(("http://", "https://")):
-            return value.strip()
-    for key in ("videos", "results"):  # lists of results: take the first video
-        items = _dig(payload, (key,)) or _dig(payload, ("result", key))
-        if isinstance(items, list) and items and isinstance(items[0], dict):
-            url = find_video_url(items[0])
-            if url:
-                return url
+    """The video URL wherever this gateway put it, or None.
+
+    Looks at the body's own URL keys first, then breadth-first into the
+    containers gateways nest results in (``result``, a relay's ``data``, lists
+    of ``videos``/``creations``…), so the outermost URL wins.
+    """
+    level: list[object] = [payload]
+    for _ in range(_URL_SEARCH_DEPTH):
+        deeper: list[object] = []
+        for node in level:
+            if isinstance(node, list):
+                deeper.extend(node[:1])  # a list of results: the first video
+                continue
+            if not isinstance(node, dict):
+                continue
+            for key in _URL_KEYS:
+                url = _http_url(node.get(key))
+                if url:
+                    return url
+            deeper.extend(node[key] for key in _URL_CONTAINERS if key in node)
+        if not deeper:
+            break
+        level = deeper
+    return None
+
+
+def _first_timestamp(body: Mapping[str, object], keys: tuple[str, ...]) -> datetime | None:
+    for key in keys:
+        when = parse_timestamp(body.get(key))
+        if when is not None:
+            return when
     return None
 
 
@@ -163,12 +219,34 @@ def _parse_job_error(payload: Mapping[str, object]) -> JobError | None:
 
 
 def _unwrap(payload: Mapping[str, object]) -> Mapping[str, object]:
-    # Some gateways wrap the task: {"code": 0, "data": {...}}.
+    # Relays wrap the task: {"code": "success", "message": "", "data": {...}}.
     if not any(key in payload for key in _STATUS_KEYS):
         inner = payload.get("data")
-        if isinstance(inner, dict) and any(key in inner for key in _STATUS_KEYS):
+        if isinstance(inner, dict) and any(key in inner for key in (*_STATUS_KEYS, "task_id")):
             return inner
     return payload
+
+
+def _body_id(body: Mapping[str, object]) -> str | None:
+    """The task id a body names: a JSON string beats a number (a relay's row id)."""
+    values = [body.get(key) for key in _ID_KEYS]
+    for value in values:
+        if isinstance(value, str) and value.strip():
+            return value.strip()
+    for value in values:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return str(value)
+    return None
+
+
+def _keep_identity(known: str, body_id: str | None, previous: Job | None) -> None:
+    # A proxy may re-encode the id in later answers (LiteLLM drops the model
+    # from its provider-tagged ids); that id does not work on its endpoints.
+    if body_id is None or body_id == known:
+        return
+    before = _body_id(_unwrap(previous.raw)) if previous is not None else None
+    if before != body_id:
+        logger.debug("task %s is called %s in this answer; keeping %s", known, body_id, known)
 
 
 def parse_task(
@@ -181,14 +259,19 @@ def parse_task(
 ) -> Job:
     """Read any known task body into a :class:`Job` snapshot.
 
+    The id a job was created or re-attached with (``task_id``, else
+    ``previous.id``) is the id it keeps; only a create answer names it.
     ``previous`` keeps the state machine honest: terminal states absorb and
     progress never goes backwards.
     """
     if not isinstance(payload, Mapping):
         raise ProtocolError(f"expected a JSON object for a task, got {type(payload).__name__}")
     body = _unwrap(payload)
-    found_id = next((as_text(body.get(key)) for key in _ID_KEYS if as_text(body.get(key))), None)
-    job_id = found_id or task_id or (previous.id if previous else None)
+    body_id = _body_id(body)
+    known = task_id or (previous.id if previous else None)
+    if known is not None:
+        _keep_identity(known, body_id, previous)
+    job_id = known or body_id
     if not job_id:
         raise ProtocolError("the gateway's answer names no task id")
     native = next((as_text(body.get(key)) for key in _STATUS_KEYS if as_text(body.get(key))), None)
@@ -206,15 +289,15 @@ def parse_task(
     video_url = find_video_url(body) if state is JobState.SUCCEEDED else None
     return Job(
         id=job_id,
-        model=as_text(body.get("model")) or model,
+        model=model,
         provider=provider,
         state=state,
         native_status=native,
         progress=progress,
         video_url=video_url or (previous.video_url if previous else None),
-        created_at=parse_timestamp(body.get("created_at"))
+        created_at=_first_timestamp(body, _CREATED_KEYS)
         or (previous.created_at if previous else None),
-        completed_at=parse_timestamp(body.get("completed_at") or body.get("finished_at")),
+        completed_at=_first_timestamp(body, _COMPLETED_KEYS),
         expires_at=parse_timestamp(body.get("expires_at") or _dig(body, ("result", "expires_at"))),
         error=error,
         raw=payload,
@@ -258,6 +341,26 @@ def parse_retry_after(headers: Mapping[str, str], *, now: float | None = None) -
     return value if math.isfinite(value) and value >= 0 else None
 
 
+def _error_fields(payload: Mapping[str, object]) -> Mapping[str, object]:
+    nested = payload.get("error")
+    return nested if isinstance(nested, dict) else payload
+
+
+def _embedded_error(message: str | None) -> Mapping[str, object] | None:
+    """An upstream's error body that a relay put, as JSON text, inside its own message."""
+    if not message:
+        return None
+    start, end = message.find("{"), message.rfind("}")
+    if start < 0 or end <= start:
+        return None
+    inner = parse_json_object(message[start : end + 1].encode())
+    return _error_fields(inner) if inner is not None else None
+
+
+def _message_of(fields: Mapping[str, object]) -> str | None:
+    return as_text(fields.get("message")) or as_text(fields.get("msg"))
+
+
 def api_error(
     status: int,
     body: bytes,
@@ -265,27 +368,38 @@ def api_error(
     *,
     task_id: str | None = None,
 ) -> APIError:
-    """The typed error for an error answer, from either documented body shape or none.
+    """The typed error for an error answer, from any body shape gateways send.
 
     Flat: ``{"code", "message", "param", "type"}``; nested: ``{"error": {...}}``;
-    anything else (an HTML page from a proxy) becomes a short summary.
+    a relay's ``{"code", "message", "data"}``; an upstream error embedded as
+    JSON text inside ``message`` is unwrapped to its own message and code;
+    anything else (an HTML page from a proxy) becomes a short summary. The
+    body's ``code`` counts as well as the status: ``task_not_exist`` on a 400
+    is a :class:`NotFoundError`.
     """
     payload = parse_json_object(body)
-    fields: Mapping[str, object] = {}
-    if payload is not None:
-        nested = payload.get("error")
-        fields = nested if isinstance(nested, dict) else payload
-    message = as_text(fields.get("message")) or as_text(fields.get("msg"))
+    fields: Mapping[str, object] = _error_fields(payload) if payload is not None else {}
+    message = _message_of(fields)
+    code, type_, param = as_text(fields.get("code")), as_text(fields.get("type")), None
+    param = as_text(fields.get("param"))
+    for _ in range(_MAX_EMBEDDED_ERRORS):
+        inner = _embedded_error(message)
+        if inner is None:
+            break
+        message = _message_of(inner) or message
+        code = as_text(inner.get("code")) or code
+        type_ = as_text(inner.get("type")) or type_
+        param = as_text(inner.get("param")) or param
     if not message:
         if payload is None and body:
             snippet = body[:200].decode("utf-8", "replace").strip()
             message = f"HTTP {status} with a non-JSON body: {' '.join(snippet.split())[:120]}"
         else:
             message = f"HTTP {status}"
-    code, type_, param = as_text(fields.get("code")), as_text(fields.get("type")), None
-    param = as_text(fields.get("param"))
     cls: type[APIError] = _ERROR_BY_STATUS.get(status, ServerError if status >= 500 else APIError)
-    # Gateways answer 400, not 404, for a task they never saw.
+    # Gateways answer 400, not 404, for a task they never saw, and say so in the code.
+    if status in (400, 404) and (code or "").lower() in _NOT_FOUND_CODES:
+        cls = NotFoundError
     if status == 400 and task_id and param in ("task_id", "video_id", "id"):
         cls = NotFoundError
     if cls is RateLimitError:
@@ -298,3 +412,15 @@ def api_error(
             task_id=task_id,
         )
     return cls(message, status=status, code=code, type=type_, param=param, task_id=task_id)
+
+
+def is_not_ready(error: APIError) -> bool:
+    """Whether a content request was refused only because the video is not ready yet.
+
+    Relays answer like this for a short while after a task reports success
+    (new-api: 400 "Task is not completed yet"), so the download is retried.
+    """
+    if error.status not in _NOT_READY_STATUSES:
+        return False
+    text = " ".join(part for part in (error.code, error.message) if part)
+    return _NOT_READY_WORDS.search(text) is not None

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from asyncvideo import Job, JobState, errors
 from asyncvideo.providers._parse import (
     api_error,
+    is_not_ready,
     parse_progress,
     parse_retry_after,
     parse_task,
@@ -188,3 +189,131 @@ def test_failed_job_carries_its_error() -> None:
     with pytest.raises(errors.JobFailedError) as caught:
         job.raise_for_state()
     assert caught.value.job is job
+
+
+# -- shapes from the real gateways (new-api relay: dto/task.go, dto/openai_video.go,
+#    controller/video_proxy.go; LiteLLM proxy: its videos endpoints) ---------------------
+
+NEW_API_TASK = {
+    "code": "success",
+    "message": "",
+    "data": {
+        "id": 42,
+        "created_at": 1735689600,
+        "task_id": "task_Q2x9LmZr0aB7cD1eF3gH5iJ7kL9mN0pQ",
+        "platform": "50",
+        "action": "textGenerate",
+        "status": "SUCCESS",
+        "fail_reason": "",
+        "result_url": "https://cdn.example/out.mp4",
+        "submit_time": 1735689600,
+        "finish_time": 1735689752,
+        "progress": "100%",
+        "data": {"code": 0, "data": {"task_id": "8675309", "task_status": "succeed"}},
+    },
+}
+
+
+def test_relay_envelope_string_task_id_beats_numeric_row_id() -> None:
+    job = parse_task(NEW_API_TASK, model="kling-v1", provider="kling")
+    assert job.id == "task_Q2x9LmZr0aB7cD1eF3gH5iJ7kL9mN0pQ"
+    assert job.state is JobState.SUCCEEDED
+    assert job.video_url == "https://cdn.example/out.mp4"
+    assert job.created_at == datetime(2025, 1, 1, tzinfo=UTC)
+    assert job.completed_at == datetime.fromtimestamp(1735689752, tz=UTC)
+    assert job.raw is NEW_API_TASK
+
+
+def test_a_numeric_id_alone_is_still_an_id() -> None:
+    assert parse_task({"id": 42, "status": "queued"}, model="m", provider="kling").id == "42"
+
+
+def test_old_relays_put_the_url_of_a_success_in_fail_reason() -> None:
+    body = {"task_id": "t", "status": "SUCCESS", "fail_reason": "https://cdn.example/a.mp4"}
+    job = parse_task(body, model="kling-v1", provider="kling")
+    assert job.video_url == "https://cdn.example/a.mp4"
+    failed = parse_task(
+        {**body, "status": "FAILURE", "fail_reason": "nsfw"}, model="m", provider="k"
+    )
+    assert failed.error is not None
+    assert failed.error.message == "nsfw"
+    assert failed.video_url is None
+
+
+def test_url_inside_the_upstream_body_a_relay_keeps() -> None:
+    body = {
+        "task_id": "t",
+        "status": "SUCCESS",
+        "data": {"data": {"task_result": {"videos": [{"url": "https://cdn.example/k.mp4"}]}}},
+    }
+    assert parse_task(body, model="m", provider="kling").video_url == "https://cdn.example/k.mp4"
+
+
+def test_the_known_id_is_kept_when_a_later_body_names_another(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    created = parse_task({"id": "video_AAA", "status": "queued"}, model="sora-2", provider="sora")
+    caplog.set_level("DEBUG", logger="asyncvideo")
+    body = {"id": "video_BBB", "status": "in_progress", "model": "openai/sora-2"}
+    first = parse_task(body, model="sora-2", provider="sora", previous=created)
+    second = parse_task(
+        {"id": "video_BBB", "status": "completed"}, model="sora-2", provider="sora", previous=first
+    )
+    attached = parse_task(
+        {"id": "video_BBB", "status": "completed"}, model="sora-2", provider="sora", task_id="x"
+    )
+    assert (first.id, second.id, attached.id) == ("video_AAA", "video_AAA", "x")
+    assert second.raw["id"] == "video_BBB"
+    assert first.model == "sora-2"  # the model the job was made with, not the body's
+    renamed = [r for r in caplog.records if "video_BBB" in r.getMessage()]
+    assert len(renamed) == 2  # once for the job, once for the re-attached one
+    assert all(r.levelname == "DEBUG" for r in renamed)
+
+
+def test_relay_error_codes_decide_not_found() -> None:
+    body = b'{"code": "task_not_exist", "message": "task_not_exist", "data": null}'
+    error = api_error(400, body, {}, task_id="task_x")
+    assert type(error) is errors.NotFoundError
+    assert error.code == "task_not_exist"
+    assert type(api_error(404, b'{"error": {"message": "Task not found"}}', {})) is (
+        errors.NotFoundError
+    )
+    other = b'{"code": "invalid_request", "message": "prompt is required", "data": null}'
+    assert type(api_error(400, other, {}, task_id="t")) is errors.InvalidRequestError
+    # A 5xx stays a server error whatever its code says: it is retried.
+    assert type(api_error(500, body, {})) is errors.ServerError
+
+
+def test_an_upstream_error_inside_a_message_is_unwrapped() -> None:
+    upstream = {"error": {"message": "Your prompt was blocked", "code": "content_policy"}}
+    relay = {"code": "fail_to_fetch_task", "message": json.dumps(upstream), "data": None}
+    error = api_error(400, json.dumps(relay).encode(), {})
+    assert (error.message, error.code) == ("Your prompt was blocked", "content_policy")
+    proxy = {"error": {"message": "litellm.NotFoundError: " + json.dumps(upstream), "code": "404"}}
+    inner = api_error(404, json.dumps(proxy).encode(), {})
+    assert inner.message == "Your prompt was blocked"
+    no_code = {"error": {"message": json.dumps({"error": {"message": "gone"}}), "code": "x1"}}
+    assert api_error(400, json.dumps(no_code).encode(), {}).code == "x1"
+    broken = {"message": "upstream said {not json}"}
+    assert api_error(400, json.dumps(broken).encode(), {}).message == "upstream said {not json}"
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "expected"),
+    [
+        (
+            400,
+            {"error": {"message": "Task is not completed yet, current status: IN_PROGRESS"}},
+            True,
+        ),
+        (400, {"code": "video_not_ready", "message": "Video is not ready yet"}, True),
+        (409, {"message": "video still processing"}, True),
+        (425, {"message": "Too Early: in progress"}, True),
+        (404, {"message": "Task not found"}, False),
+        (400, {"message": "bad variant"}, False),
+        (500, {"message": "not ready"}, False),
+        (403, {"message": "not completed"}, False),
+    ],
+)
+def test_not_ready_answers(status: int, body: dict[str, object], expected: bool) -> None:
+    assert is_not_ready(api_error(status, json.dumps(body).encode(), {})) is expected

@@ -13,8 +13,10 @@ from .._clock import Clock, SystemClock
 from ._mp4 import MIN_MP4_SIZE
 
 __all__ = [
+    "ContentEncoding",
     "DurationSpec",
     "GatewayConfig",
+    "Profile",
     "ProgressStyle",
     "RetryAfterMode",
     "StatusCase",
@@ -23,6 +25,10 @@ __all__ = [
 ]
 
 Vocabulary = Literal["native", "openai"]
+#: Whose answers the gateway gives: the seeds' documented shapes, or those of a
+#: real gateway code base (see :mod:`asyncvideo.testing._profiles`).
+Profile = Literal["seeds", "new-api", "litellm"]
+ContentEncoding = Literal["identity", "gzip"]
 StatusCase = Literal["lower", "upper", "mixed"]
 ProgressStyle = Literal["int", "percent_string"]
 UrlField = Literal["auto", "url", "result.url", "metadata.url", "video_url", "none"]
@@ -89,6 +95,15 @@ class GatewayConfig:
         latency: real seconds every API and CDN request waits before it is
             handled, like a network round trip; it makes ``max_in_flight``
             show how many requests a client really keeps open at once.
+        profile: ``"seeds"`` (the documents in ``shared/seeds``), ``"new-api"``
+            (the open-source new-api relay) or ``"litellm"`` (the LiteLLM
+            proxy): ids, envelopes, status words and errors as that code base
+            sends them, on every endpoint.
+        content_lag: clock seconds after a task succeeds during which its
+            content endpoint still answers "not completed yet"; ``None`` = the
+            profile's (new-api: 3 s, else 0).
+        content_encoding: how videos are encoded on the wire whatever the client
+            asks for; ``None`` = the profile's (LiteLLM: gzip, else identity).
     """
 
     host: str = "127.0.0.1"
@@ -135,6 +150,25 @@ class GatewayConfig:
     chunk_size: int = attrs.field(default=256 * 1024, validator=v.ge(1024))
     capture_requests: int = attrs.field(default=10_000, validator=v.ge(0))
     latency: float = attrs.field(default=0.0, validator=v.ge(0.0))
+    profile: Profile = attrs.field(
+        default="seeds", validator=v.in_(("seeds", "new-api", "litellm"))
+    )
+    content_lag: float | None = attrs.field(default=None, validator=v.optional(v.ge(0.0)))
+    content_encoding: ContentEncoding | None = attrs.field(
+        default=None, validator=v.optional(v.in_(("identity", "gzip")))
+    )
+
+    @property
+    def effective_content_lag(self) -> float:
+        if self.content_lag is not None:
+            return self.content_lag
+        return 3.0 if self.profile == "new-api" else 0.0
+
+    @property
+    def effective_content_encoding(self) -> ContentEncoding:
+        if self.content_encoding is not None:
+            return self.content_encoding
+        return "gzip" if self.profile == "litellm" else "identity"
 
     def accepts(self, key: str) -> bool:
         """Whether ``key`` is a valid Bearer token for this gateway."""

@@ -18,6 +18,15 @@ from aiohttp import BodyPartReader, web
 from ._config import GatewayConfig
 from ._faults import ActiveTasks, DropBudget, RequestKind, ScriptedFailures, TokenBuckets
 from ._mp4 import video_file
+from ._relays import (
+    NEW_API_CONTENT_NOT_FOUND,
+    new_api_content_not_ready,
+    new_api_create,
+    new_api_error,
+    new_api_id,
+    new_api_status,
+    new_api_upstream_refusal,
+)
 from ._serve import stream_video
 from ._stats import CapturedRequest, GatewayStats
 from ._tasks import Family, Phase, Provider, Task, TaskError, new_task_id, provider_for
@@ -362,6 +371,8 @@ class FakeGateway:
             response = await self._guarded(ctx, auth=auth)
         finally:
             self._leave(route.kind, response, ctx.dropped)
+        if ctx.captured is not None and not ctx.dropped:
+            ctx.captured.status = response.status
         return response
 
     async def _delay(self, kind: RequestKind) -> None:
@@ -465,7 +476,16 @@ class FakeGateway:
         body = error_body(ctx.route.family, kind, message, param=param, code=code, flat=flat)
         return web.json_response(body, status=status, headers=headers)
 
+    def _json_error(self, ctx: _Context, status: int, body: dict[str, object]) -> web.Response:
+        """An error body exactly as given (a profile's own shape)."""
+        if self._config.html_errors:
+            return self._error(ctx, status, "invalid_request", "")
+        return web.json_response(body, status=status)
+
     def _not_found(self, ctx: _Context) -> web.Response:
+        if self._config.profile == "new-api":
+            # respondTaskError: any task the caller's key does not own, HTTP 400.
+            return self._json_error(ctx, 400, new_api_error("task_not_exist", "task_not_exist"))
         # Seed 000: an unknown task is the flat error shape even on /v1/videos.
         return self._error(
             ctx,
@@ -493,7 +513,19 @@ class FakeGateway:
 
     def _final_body(self, task: Task) -> dict[str, object]:
         now = max(self._config.clock.monotonic(), task.ends_at)
-        return status_body(task.family, task, self._view(task, now))
+        return self._status_body(task.family, task, now)
+
+    def _status_body(self, family: Family, task: Task, now: float) -> dict[str, object]:
+        view = self._view(task, now)
+        if self._config.profile == "new-api":
+            return new_api_status(family, task, view, self._url)
+        return status_body(family, task, view)
+
+    def _create_body(self, family: Family, task: Task, now: float) -> dict[str, object]:
+        view = self._view(task, now)
+        if self._config.profile == "new-api":
+            return new_api_create(task, view)
+        return create_body(family, task, view)
 
     # -- body parsing -------------------------------------------------------
 
@@ -611,7 +643,9 @@ class FakeGateway:
         config = self._config
         stats = self._stats
         family = ctx.route.family
-        status = config.create_status or (201 if family == "videos" else 200)
+        status = config.create_status or (
+            201 if family == "videos" and config.profile == "seeds" else 200
+        )
         key = ctx.api_key
         now = config.clock.monotonic()
         idempotency_key = ctx.request.headers.get("Idempotency-Key")
@@ -619,9 +653,12 @@ class FakeGateway:
             existing = self._idempotency.get((key, idempotency_key))
             if existing is not None:
                 stats.idempotency_replays += 1
-                return web.json_response(
-                    create_body(family, existing, self._view(existing, now)), status=status
-                )
+                return web.json_response(self._create_body(family, existing, now), status=status)
+        if _MODERATE_MARKER in prompt and config.profile == "new-api":
+            upstream = error_body(
+                "videos", "content_policy", "Your request was rejected by the content policy."
+            )
+            return self._json_error(ctx, 422, new_api_upstream_refusal(upstream))
         if _MODERATE_MARKER in prompt:
             return self._error(
                 ctx,
@@ -667,7 +704,7 @@ class FakeGateway:
         after = self._scripted.pop("create", after_processing=True)
         if after is not None:
             return self._fail(ctx, after.status)
-        return web.json_response(create_body(family, task, self._view(task, now)), status=status)
+        return web.json_response(self._create_body(family, task, now), status=status)
 
     def _new_task(
         self,
@@ -683,7 +720,8 @@ class FakeGateway:
         config = self._config
         rng = self._rng
         wall = config.clock.time()
-        task_id = new_task_id(provider, ctx.route.family, rng, wall)
+        upstream_id = new_task_id(provider, ctx.route.family, rng, wall)
+        task_id = new_api_id(rng) if config.profile == "new-api" else upstream_id
         while task_id in self._tasks:
             task_id = new_task_id(provider, ctx.route.family, rng, wall)
         duration = self._sample_duration(model)
@@ -710,6 +748,8 @@ class FakeGateway:
             else None,
             video_bytes=config.video_bytes,
             cdn_token=f"{rng.getrandbits(128):032x}",
+            row_id=len(self._tasks) + 1,
+            upstream_id=upstream_id,
         )
         self._tasks[task_id] = task
         self._by_token[task.cdn_token] = task
@@ -730,22 +770,31 @@ class FakeGateway:
         if task is None:
             return self._not_found(ctx)
         config = self._config
-        body = status_body(ctx.route.family, task, self._view(task, config.clock.monotonic()))
+        body = self._status_body(ctx.route.family, task, config.clock.monotonic())
         headers = None
         if config.poll_after_ms is not None:
             headers = {"openai-poll-after-ms": str(config.poll_after_ms)}
         return web.json_response(body, headers=headers)
 
     async def _content(self, ctx: _Context) -> web.StreamResponse:
+        config = self._config
         task = self._lookup(ctx)
         if task is None:
+            if config.profile == "new-api":
+                return self._json_error(ctx, 404, NEW_API_CONTENT_NOT_FOUND)
             return self._not_found(ctx)
         variant = ctx.request.query.get("variant", "video")
         if variant not in ("video", "mp4"):
             raise _BadRequest(f"Variant {variant!r} is not available.", "variant")
-        config = self._config
-        view = self._view(task, config.clock.monotonic())
-        if view.snapshot.phase is not Phase.SUCCEEDED:
+        now = config.clock.monotonic()
+        view = self._view(task, now)
+        # Within content_lag of success the content side has not caught up yet
+        # (new-api serves /content from its row, which its poller updates later).
+        lagging = now < task.ends_at + config.effective_content_lag
+        if view.snapshot.phase is not Phase.SUCCEEDED or lagging:
+            if config.profile == "new-api":
+                word = "FAILURE" if view.snapshot.phase is Phase.FAILED else "IN_PROGRESS"
+                return self._json_error(ctx, 400, new_api_content_not_ready(word))
             return self._error(
                 ctx,
                 400,

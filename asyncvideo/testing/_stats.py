@@ -94,7 +94,8 @@ class CapturedRequest:
 
     ``json`` is the parsed JSON body (any JSON value); ``form`` holds the text
     fields of a multipart or urlencoded body, ``files`` its uploads as
-    ``field -> (filename, content_type, bytes)``.
+    ``field -> (filename, content_type, bytes)``. ``status`` is the answer's
+    HTTP status (``None`` while it is being served or when the connection was dropped).
     """
 
     method: str
@@ -105,3 +106,4 @@ class CapturedRequest:
     json: Any = None
     form: dict[str, str] = attrs.field(factory=dict)
     files: dict[str, tuple[str, str, bytes]] = attrs.field(factory=dict)
+    status: int | None = None

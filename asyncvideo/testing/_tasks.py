@@ -193,6 +193,10 @@ class Task:
     cdn_token: str
     idempotency_key: str | None = None
     callback_url: str | None = None
+    #: the relay's database row (new-api shows it as a numeric ``id``)
+    row_id: int = 0
+    #: the id the provider gave, where a relay shows the client an id of its own
+    upstream_id: str = ""
 
     @property
     def ends_at(self) -> float:

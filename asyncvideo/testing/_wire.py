@@ -25,7 +25,19 @@ from ._tasks import (
     Words,
 )
 
-__all__ = ["ErrorKind", "View", "create_body", "error_body", "html_error", "status_body"]
+__all__ = [
+    "ErrorKind",
+    "View",
+    "case_word",
+    "create_body",
+    "error_body",
+    "generation_body",
+    "html_error",
+    "native_video_body",
+    "render_progress",
+    "render_timestamp",
+    "status_body",
+]
 
 Json = dict[str, object]
 
@@ -40,7 +52,7 @@ class View:
     config: GatewayConfig
 
 
-def _case(word: str, config: GatewayConfig) -> str:
+def case_word(word: str, config: GatewayConfig) -> str:
     if config.status_case == "upper":
         return word.upper()
     if config.status_case == "mixed":
@@ -49,14 +61,14 @@ def _case(word: str, config: GatewayConfig) -> str:
 
 
 def _status(words: Words, view: View) -> str:
-    return _case(words.word(view.snapshot), view.config)
+    return case_word(words.word(view.snapshot), view.config)
 
 
-def _progress(value: int, config: GatewayConfig) -> int | str:
+def render_progress(value: int, config: GatewayConfig) -> int | str:
     return f"{value}%" if config.progress_style == "percent_string" else value
 
 
-def _ts(value: float, config: GatewayConfig) -> int:
+def render_timestamp(value: float, config: GatewayConfig) -> int:
     return int(value * 1000) if config.timestamps_ms else int(value)
 
 
@@ -93,10 +105,12 @@ def _openai_video(task: Task, view: View) -> Json:
         "object": "video",
         "model": task.model,
         "status": _status(OPENAI_WORDS, view),
-        "progress": _progress(view.snapshot.progress, config),
-        "created_at": _ts(task.created_at, config),
-        "completed_at": _ts(task.completed_at, config) if terminal else None,
-        "expires_at": _ts(view.expires_at, config) if view.expires_at is not None else None,
+        "progress": render_progress(view.snapshot.progress, config),
+        "created_at": render_timestamp(task.created_at, config),
+        "completed_at": render_timestamp(task.completed_at, config) if terminal else None,
+        "expires_at": render_timestamp(view.expires_at, config)
+        if view.expires_at is not None
+        else None,
         "error": _error_or_none(task, view),
         "prompt": task.prompt,
         "remixed_from_video_id": None,
@@ -105,16 +119,16 @@ def _openai_video(task: Task, view: View) -> Json:
     }
 
 
-def _native_video(task: Task, view: View) -> Json:
+def native_video_body(task: Task, view: View) -> Json:
     # Seeds 000/001: the provider's own status word passed through.
     config = view.config
     body: Json = {
         "id": task.id,
         "object": "video",
         "model": task.model,
-        "created_at": _ts(task.created_at, config),
+        "created_at": render_timestamp(task.created_at, config),
         "status": _status(NATIVE_WORDS[task.provider], view),
-        "progress": _progress(view.snapshot.progress, config),
+        "progress": render_progress(view.snapshot.progress, config),
         "size": task.size,
         "seconds": task.seconds,
         "quality": "standard",
@@ -122,9 +136,9 @@ def _native_video(task: Task, view: View) -> Json:
         "error": _error_or_none(task, view),
     }
     if view.snapshot.phase.is_terminal:
-        body["completed_at"] = _ts(task.completed_at, config)
+        body["completed_at"] = render_timestamp(task.completed_at, config)
     if view.expires_at is not None:
-        body["expires_at"] = _ts(view.expires_at, config)
+        body["expires_at"] = render_timestamp(view.expires_at, config)
     if view.url is not None:
         _place_url(body, view.url, _url_field(view, "url"))
     return body
@@ -133,7 +147,7 @@ def _native_video(task: Task, view: View) -> Json:
 def _video(task: Task, view: View) -> Json:
     if view.config.vocabulary == "openai":
         return _openai_video(task, view)
-    return _native_video(task, view)
+    return native_video_body(task, view)
 
 
 # The flat keys each provider adds on failure, next to the generic error object.
@@ -148,15 +162,15 @@ _FAILURE_KEYS: Mapping[Provider, tuple[str, Literal["code", "message"]]] = Mappi
 )
 
 
-def _generation(task: Task, view: View) -> Json:
+def generation_body(task: Task, view: View) -> Json:
     # Seed 002: a flat body with result metadata.
     config = view.config
     body: Json = {
         "task_id": task.id,
         "status": _status(NATIVE_WORDS[task.provider], view),
-        "progress": _progress(view.snapshot.progress, config),
+        "progress": render_progress(view.snapshot.progress, config),
         "format": "mp4",
-        "created_at": _ts(task.created_at, config),
+        "created_at": render_timestamp(task.created_at, config),
         "metadata": {
             "duration": task.params.get("duration"),
             "fps": task.params.get("fps"),
@@ -182,13 +196,13 @@ def _generation_task(task: Task, view: View) -> Json:
         "object": "generation.task",
         "model": task.model,
         "status": _status(GENERATION_TASK_WORDS, view),
-        "progress": _progress(view.snapshot.progress, config),
-        "created_at": _ts(task.created_at, config),
+        "progress": render_progress(view.snapshot.progress, config),
+        "created_at": render_timestamp(task.created_at, config),
     }
     if view.snapshot.phase.is_terminal:
-        body["completed_at"] = _ts(task.completed_at, config)
+        body["completed_at"] = render_timestamp(task.completed_at, config)
     if view.expires_at is not None:
-        body["expires_at"] = _ts(view.expires_at, config)
+        body["expires_at"] = render_timestamp(view.expires_at, config)
     if view.url is not None:
         _place_url(body, view.url, _url_field(view, "result.url"))
     error = _error_or_none(task, view)
@@ -198,7 +212,7 @@ def _generation_task(task: Task, view: View) -> Json:
 
 
 _STATUS_RENDERERS: Mapping[Family, Callable[[Task, View], Json]] = MappingProxyType(
-    {"videos": _video, "generations": _generation, "tasks": _generation_task}
+    {"videos": _video, "generations": generation_body, "tasks": _generation_task}
 )
 
 
@@ -210,7 +224,7 @@ def status_body(family: Family, task: Task, view: View) -> Json:
 def create_body(family: Family, task: Task, view: View) -> Json:
     """The answer to a create on ``family``'s endpoint; always in a queued word."""
     config = view.config
-    created_at = _ts(task.created_at, config)
+    created_at = render_timestamp(task.created_at, config)
     if family == "videos":
         if config.vocabulary == "openai":
             return _openai_video(task, view)
@@ -220,13 +234,13 @@ def create_body(family: Family, task: Task, view: View) -> Json:
             "object": "video",
             "model": task.model,
             "created_at": created_at,
-            "status": _case(status, config),
-            "progress": _progress(0, config),
+            "status": case_word(status, config),
+            "progress": render_progress(0, config),
         }
     if family == "generations":
         return {
             "task_id": task.id,
-            "status": _case(NATIVE_WORDS[task.provider].queued, config),
+            "status": case_word(NATIVE_WORDS[task.provider].queued, config),
             "model": task.model,
             "created_at": created_at,
         }
@@ -234,8 +248,8 @@ def create_body(family: Family, task: Task, view: View) -> Json:
         "id": task.id,
         "object": "generation.task",
         "model": task.model,
-        "status": _case("submitted", config),
-        "progress": _progress(0, config),
+        "status": case_word("submitted", config),
+        "progress": render_progress(0, config),
         "created_at": created_at,
     }
 

@@ -69,11 +69,21 @@ def test_every_documented_model_has_a_case() -> None:
     assert set(REQUESTS) == set(KNOWN_MODELS)
 
 
+PROFILES = ["seeds", "new-api"]
+
+
+@pytest.mark.parametrize("profile", PROFILES)
 @pytest.mark.parametrize("family", ["default", "toapis"])
 @pytest.mark.parametrize("model", sorted(REQUESTS))
 async def test_model_end_to_end(
-    make_client: ClientFactory, gateway: FakeGateway, tmp_path: Path, model: str, family: str
+    make_client: ClientFactory,
+    gateway: FakeGateway,
+    tmp_path: Path,
+    model: str,
+    family: str,
+    profile: str,
 ) -> None:
+    gateway.set_config(profile=profile)
     client = make_client(gateway=family)
     job = await client.submit(REQUESTS[model])
     assert job.provider == KNOWN_MODELS[model]

@@ -14,6 +14,7 @@ import pytest
 from asyncvideo import JobState, ManualClock, RetryPolicy
 from asyncvideo.errors import ContentPolicyError, InvalidRequestError, NotFoundError
 from asyncvideo.testing import FakeGateway
+from asyncvideo.testing._relays import litellm_decode
 
 from .conftest import ClientFactory
 
@@ -104,3 +105,54 @@ async def test_new_api_upstream_refusal_is_unwrapped(
     assert caught.value.message == "Your request was rejected by the content policy."
     assert caught.value.code == "content_policy_violation"
     assert gateway.stats.creates == 0
+
+
+# -- LiteLLM proxy ------------------------------------------------------------------------
+
+
+async def test_litellm_status_ids_are_kept_in_raw_never_used(
+    make_client: ClientFactory, gateway: FakeGateway, tmp_path: Path
+) -> None:
+    gateway.set_config(profile="litellm")
+    client = make_client()
+    job = await client.submit(prompt="astronaut", model="sora-2")
+    assert litellm_decode(job.id) == ("sora-2", gateway.tasks[job.id].upstream_id)
+    done = await client.wait(job)
+    renamed = done.raw["id"]
+    assert isinstance(renamed, str)
+    assert renamed != job.id
+    assert litellm_decode(renamed) == ("", gateway.tasks[job.id].upstream_id)
+    assert done.id == job.id
+    path = await client.download(done, tmp_path)
+    assert path.read_bytes() == gateway.video_content(job.id)
+    used = {r.path for r in gateway.requests if r.kind in ("status", "content")}
+    assert used == {f"/v1/videos/{job.id}", f"/v1/videos/{job.id}/content"}
+    assert all(r.status == 200 for r in gateway.requests)
+
+
+async def test_videos_are_asked_for_unencoded(
+    make_client: ClientFactory, gateway: FakeGateway, tmp_path: Path
+) -> None:
+    gateway.set_config(profile="litellm")
+    client = make_client()
+    job = await client.wait(await client.submit(prompt="astronaut", model="sora-2"))
+    await client.download(job, tmp_path / "clip.mp4")
+    (content,) = [r for r in gateway.requests if r.kind == "content"]
+    assert content.headers["Accept-Encoding"] == "identity"
+
+
+@pytest.mark.parametrize("model", ["sora-2", "kling-v1"])
+async def test_a_server_that_gzips_anyway_gives_the_right_bytes(
+    make_client: ClientFactory, gateway: FakeGateway, tmp_path: Path, model: str
+) -> None:
+    # Cut the encoded body once: the retry must start again from byte 0, since
+    # a Range on the encoded body means nothing for the decoded bytes we have.
+    gateway.set_config(content_encoding="gzip", drop_download_after=1024, drop_downloads=1)
+    client = make_client()
+    job = await client.wait(await client.submit(prompt="astronaut", model=model))
+    path = await client.download(job, tmp_path / "clip.mp4")
+    assert path.read_bytes() == gateway.video_content(job.id)
+    downloads = [r for r in gateway.requests if r.kind in ("content", "cdn")]
+    assert len(downloads) == 2
+    assert "Range" not in downloads[1].headers
+    assert gateway.stats.dropped_connections == 1

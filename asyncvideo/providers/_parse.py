@@ -314,7 +314,10 @@ def parse_json_object(body: bytes) -> dict[str, object] | None:
 
 
 def parse_retry_after(headers: Mapping[str, str], *, now: float | None = None) -> float | None:
-    """Seconds to wait from ``retry-after-ms`` or ``Retry-After`` (seconds or an HTTP date)."""
+    """Seconds to wait from ``retry-after-ms`` or ``Retry-After`` (seconds or an HTTP date).
+
+    ``llm_provider-retry-after`` (what LiteLLM forwards) counts as ``Retry-After``.
+    """
     lowered = {key.lower(): value for key, value in headers.items()}
     millis = lowered.get("retry-after-ms")
     if millis is not None:
@@ -324,7 +327,8 @@ def parse_retry_after(headers: Mapping[str, str], *, now: float | None = None) -
             value = math.nan
         if math.isfinite(value) and value >= 0:
             return value
-    seconds = lowered.get("retry-after")
+    # The LiteLLM proxy passes its upstream's Retry-After on only under a prefix.
+    seconds = lowered.get("retry-after") or lowered.get("llm_provider-retry-after")
     if seconds is None:
         return None
     try:

@@ -102,8 +102,9 @@ class GatewayConfig:
         content_lag: clock seconds after a task succeeds during which its
             content endpoint still answers "not completed yet"; ``None`` = the
             profile's (new-api: 3 s, else 0).
-        content_encoding: how videos are encoded on the wire whatever the client
-            asks for; ``None`` = the profile's (LiteLLM: gzip, else identity).
+        content_encoding: encode videos so on the wire whatever the client asks
+            for; ``None`` = the profile's habit (LiteLLM gzips when the client
+            accepts gzip; the others send them as they are).
     """
 
     host: str = "127.0.0.1"
@@ -163,12 +164,6 @@ class GatewayConfig:
         if self.content_lag is not None:
             return self.content_lag
         return 3.0 if self.profile == "new-api" else 0.0
-
-    @property
-    def effective_content_encoding(self) -> ContentEncoding:
-        if self.content_encoding is not None:
-            return self.content_encoding
-        return "gzip" if self.profile == "litellm" else "identity"
 
     def accepts(self, key: str) -> bool:
         """Whether ``key`` is a valid Bearer token for this gateway."""

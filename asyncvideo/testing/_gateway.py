@@ -19,7 +19,13 @@ from ._config import GatewayConfig
 from ._faults import ActiveTasks, DropBudget, RequestKind, ScriptedFailures, TokenBuckets
 from ._mp4 import video_file
 from ._relays import (
+    LITELLM_UNROUTABLE,
     NEW_API_CONTENT_NOT_FOUND,
+    litellm_create,
+    litellm_decode,
+    litellm_error,
+    litellm_id,
+    litellm_status,
     new_api_content_not_ready,
     new_api_create,
     new_api_error,
@@ -40,6 +46,8 @@ _Body = dict[str, object]
 _Files = dict[str, tuple[str, str, bytes]]
 
 _FAIL_MARKER = "[fail]"
+# controller/video_proxy.go adds this to the upstream's headers.
+_NEW_API_CONTENT_HEADERS = {"Cache-Control": "public, max-age=86400"}
 _MODERATE_MARKER = "[moderate]"
 _SERVER_ERRORS = (500, 502, 503)
 # Options that only take effect when the servers start.
@@ -443,12 +451,17 @@ class FakeGateway:
         return self._error(ctx, status, kind, f"Simulated failure ({status}).", headers=headers)
 
     def _retry_headers(self, wait: float) -> dict[str, str] | None:
-        mode = self._config.retry_after
+        config = self._config
+        mode = config.retry_after
+        headers: dict[str, str] = {}
         if mode == "seconds":
-            return {"Retry-After": str(max(1, math.ceil(wait)))}
-        if mode == "ms":
-            return {"retry-after-ms": str(max(1, math.ceil(wait * 1000)))}
-        return None
+            headers = {"Retry-After": str(max(1, math.ceil(wait)))}
+        elif mode == "ms":
+            headers = {"retry-after-ms": str(max(1, math.ceil(wait * 1000)))}
+        if config.profile == "litellm":
+            # The proxy passes its upstream's headers on only under a prefix.
+            headers = {f"llm_provider-{key.lower()}": value for key, value in headers.items()}
+        return headers or None
 
     def _error(
         self,
@@ -474,7 +487,14 @@ class FakeGateway:
                 headers=headers,
             )
         body = error_body(ctx.route.family, kind, message, param=param, code=code, flat=flat)
+        if self._config.profile == "litellm":
+            body = litellm_error(status, body, self._model_in_path(ctx))
         return web.json_response(body, status=status, headers=headers)
+
+    @staticmethod
+    def _model_in_path(ctx: _Context) -> str:
+        decoded = litellm_decode(ctx.request.match_info.get("task_id", ""))
+        return decoded[0] if decoded and decoded[0] else "sora-2"
 
     def _json_error(self, ctx: _Context, status: int, body: dict[str, object]) -> web.Response:
         """An error body exactly as given (a profile's own shape)."""
@@ -495,6 +515,18 @@ class FakeGateway:
             param="task_id",
             flat=ctx.route.family != "tasks",
         )
+
+    def _unroutable(self, ctx: _Context) -> web.Response | None:
+        """LiteLLM's answer to an id it cannot route to a model (its status ids among them)."""
+        if self._config.profile != "litellm":
+            return None
+        task_id = ctx.request.match_info["task_id"]
+        if task_id in self._tasks:
+            return None
+        decoded = litellm_decode(task_id)
+        if decoded is not None and decoded[0]:
+            return None
+        return web.json_response(LITELLM_UNROUTABLE, status=500)
 
     def _lookup(self, ctx: _Context) -> Task | None:
         task = self._tasks.get(ctx.request.match_info["task_id"])
@@ -517,14 +549,20 @@ class FakeGateway:
 
     def _status_body(self, family: Family, task: Task, now: float) -> dict[str, object]:
         view = self._view(task, now)
-        if self._config.profile == "new-api":
+        profile = self._config.profile
+        if profile == "new-api":
             return new_api_status(family, task, view, self._url)
+        if profile == "litellm":
+            return litellm_status(family, task, view)
         return status_body(family, task, view)
 
     def _create_body(self, family: Family, task: Task, now: float) -> dict[str, object]:
         view = self._view(task, now)
-        if self._config.profile == "new-api":
+        profile = self._config.profile
+        if profile == "new-api":
             return new_api_create(task, view)
+        if profile == "litellm":
+            return litellm_create(family, task, view)
         return create_body(family, task, view)
 
     # -- body parsing -------------------------------------------------------
@@ -721,9 +759,10 @@ class FakeGateway:
         rng = self._rng
         wall = config.clock.time()
         upstream_id = new_task_id(provider, ctx.route.family, rng, wall)
-        task_id = new_api_id(rng) if config.profile == "new-api" else upstream_id
+        task_id = self._public_id(upstream_id, model)
         while task_id in self._tasks:
-            task_id = new_task_id(provider, ctx.route.family, rng, wall)
+            upstream_id = new_task_id(provider, ctx.route.family, rng, wall)
+            task_id = self._public_id(upstream_id, model)
         duration = self._sample_duration(model)
         fails = _FAIL_MARKER in prompt or (
             config.failure_rate > 0 and rng.random() < config.failure_rate
@@ -755,6 +794,15 @@ class FakeGateway:
         self._by_token[task.cdn_token] = task
         return task
 
+    def _public_id(self, upstream_id: str, model: str) -> str:
+        """The id clients see: the provider's own, or the one a relay or proxy makes of it."""
+        profile = self._config.profile
+        if profile == "new-api":
+            return new_api_id(self._rng)
+        if profile == "litellm":
+            return litellm_id(upstream_id, model)
+        return upstream_id
+
     def _sample_duration(self, model: str) -> float:
         spec = self._config.durations
         if callable(spec):
@@ -766,6 +814,9 @@ class FakeGateway:
     # -- status and content ---------------------------------------------------
 
     async def _status(self, ctx: _Context) -> web.StreamResponse:
+        unroutable = self._unroutable(ctx)
+        if unroutable is not None:
+            return unroutable
         task = self._lookup(ctx)
         if task is None:
             return self._not_found(ctx)
@@ -778,6 +829,9 @@ class FakeGateway:
 
     async def _content(self, ctx: _Context) -> web.StreamResponse:
         config = self._config
+        unroutable = self._unroutable(ctx)
+        if unroutable is not None:
+            return unroutable
         task = self._lookup(ctx)
         if task is None:
             if config.profile == "new-api":
@@ -825,7 +879,17 @@ class FakeGateway:
             drop_after=drop_after,
             drop_stall=config.drop_stall,
             filename=filename,
+            gzip=self._gzips(request, task),
+            extra_headers=_NEW_API_CONTENT_HEADERS if config.profile == "new-api" else None,
         )
+
+    def _gzips(self, request: web.Request, task: Task) -> bool:
+        config = self._config
+        if config.content_encoding is not None:
+            return config.content_encoding == "gzip"
+        # LiteLLM's gzip middleware: any body of 500 bytes or more, if the client accepts gzip.
+        accepted = request.headers.get("Accept-Encoding", "").lower()
+        return config.profile == "litellm" and "gzip" in accepted and task.video_bytes >= 500
 
     async def _unknown_path(self, ctx: _Context) -> web.StreamResponse:
         request = ctx.request

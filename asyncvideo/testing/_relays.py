@@ -1,5 +1,7 @@
 """Bodies as the real gateway code bases send them: the new-api relay and the LiteLLM proxy.
 
+(The LiteLLM facts are listed above its section, further down.)
+
 The seeds describe documented shapes; gateways people run are built on a few
 public code bases whose answers differ in ways a client must survive. Each
 profile here reproduces, field for field, what that code base sends. Facts
@@ -37,6 +39,8 @@ new-api (``QuantumNous/new-api``):
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 import random
 import string
@@ -47,6 +51,7 @@ from ._tasks import Family, Phase, Provider, Snapshot, Task
 from ._wire import (
     View,
     case_word,
+    create_body,
     generation_body,
     native_video_body,
     render_progress,
@@ -55,7 +60,13 @@ from ._wire import (
 )
 
 __all__ = [
+    "LITELLM_UNROUTABLE",
     "NEW_API_CONTENT_NOT_FOUND",
+    "litellm_create",
+    "litellm_decode",
+    "litellm_error",
+    "litellm_id",
+    "litellm_status",
     "new_api_content_not_ready",
     "new_api_create",
     "new_api_error",
@@ -236,3 +247,124 @@ def new_api_content_not_ready(status: str) -> Json:
             "type": "invalid_request_error",
         }
     }
+
+
+# -- LiteLLM proxy ----------------------------------------------------------------------
+#
+# Facts from LiteLLM 1.106 (its source ships in its package) and from running it
+# in front of this gateway:
+#
+# - ``litellm/types/videos/utils.py`` ``encode_video_id_with_provider``: the id a
+#   client sees is ``video_`` + base64 of
+#   ``litellm:custom_llm_provider:<provider>;model_id:<model>;video_id:<upstream>``.
+#   The create answer (``transform_video_create_response``) carries the model;
+#   every status answer (``transform_video_status_retrieve_response``) re-encodes
+#   the upstream id with an empty model, a different id that the proxy cannot
+#   route: asked with it, it falls back to api.openai.com and answers 500.
+# - ``litellm/types/videos/main.py`` ``VideoObject``: status answers keep a fixed
+#   set of fields and drop the rest (a URL included); creates answer 200.
+# - ``litellm/proxy/middleware/gzip_middleware.py``: a body of 500 bytes or more
+#   is gzipped when the client accepts gzip, with ``Content-Length`` the encoded
+#   size; ``Range`` is ignored and no ``ETag`` is sent.
+# - ``litellm/proxy/common_request_processing.py``: errors are
+#   ``{"error": {"message", "type", "param": null, "code": "<status>"}}`` with
+#   the upstream's error body embedded, as JSON text, inside ``message``.
+
+_LITELLM_PREFIX = "video_"
+_VIDEO_OBJECT_FIELDS = (
+    "id",
+    "object",
+    "status",
+    "created_at",
+    "completed_at",
+    "expires_at",
+    "error",
+    "progress",
+    "remixed_from_video_id",
+    "seconds",
+    "size",
+    "model",
+)
+_LITELLM_ERROR_TYPES: Mapping[int, tuple[str, str]] = MappingProxyType(
+    {
+        400: ("invalid_request_error", "BadRequestError"),
+        401: ("authentication_error", "AuthenticationError"),
+        404: ("invalid_request_error", "NotFoundError"),
+        422: ("invalid_request_error", "UnprocessableEntityError"),
+        429: ("throttling_error", "RateLimitError"),
+    }
+)
+
+
+def litellm_id(upstream_id: str, model: str) -> str:
+    """The id LiteLLM hands out for ``upstream_id``; ``model`` is ``""`` on status answers."""
+    plain = f"litellm:custom_llm_provider:openai;model_id:{model};video_id:{upstream_id}"
+    return _LITELLM_PREFIX + base64.b64encode(plain.encode()).decode("ascii")
+
+
+def litellm_decode(video_id: str) -> tuple[str, str] | None:
+    """``(model, upstream id)`` from a LiteLLM id, or ``None`` if it is not one."""
+    if not video_id.startswith(_LITELLM_PREFIX):
+        return None
+    try:
+        plain = base64.b64decode(video_id[len(_LITELLM_PREFIX) :], validate=True).decode()
+    except (binascii.Error, UnicodeDecodeError):
+        return None
+    fields = dict(part.partition(":")[::2] for part in plain.split(";"))
+    if "video_id" not in fields:
+        return None
+    return fields.get("model_id", ""), fields["video_id"]
+
+
+def _rename(body: Json, family: Family, new_id: str) -> Json:
+    body["task_id" if family == "generations" else "id"] = new_id
+    return body
+
+
+def _as_video_object(body: Json, usage: Json | None) -> Json:
+    """``VideoObject``: its fixed fields, the rest dropped."""
+    kept = {key: body.get(key) for key in _VIDEO_OBJECT_FIELDS}
+    kept["usage"] = usage
+    return kept
+
+
+def litellm_status(family: Family, task: Task, view: View) -> Json:
+    """A status answer through the proxy: the id re-encoded without the model."""
+    body = _rename(status_body(family, task, view), family, litellm_id(task.upstream_id, ""))
+    if family != "videos":
+        # LiteLLM serves only /v1/videos; elsewhere its id and error habits are
+        # applied to the gateway's own bodies, URL kept (there is no /content).
+        return body
+    return _as_video_object(body, None)
+
+
+def litellm_create(family: Family, task: Task, view: View) -> Json:
+    """A create answer through the proxy: the id carries the model."""
+    body = _rename(create_body(family, task, view), family, task.id)
+    if family != "videos":
+        return body
+    return _as_video_object(body, {"duration_seconds": float(task.seconds)})
+
+
+def litellm_error(status: int, upstream: Json, model: str) -> Json:
+    """An upstream error as the proxy relays it: the body becomes text inside its message."""
+    type_, exception = _LITELLM_ERROR_TYPES.get(
+        status, ("internal_server_error", "InternalServerError")
+    )
+    message = (
+        f"litellm.{exception}: OpenAIException - {json.dumps(upstream)}\n\n"
+        f"LiteLLM: model group '{model}' failed with the error above. No fallback was attempted."
+    )
+    return {"error": {"message": message, "type": type_, "param": None, "code": str(status)}}
+
+
+#: What the proxy answers for an id it cannot route (it tries api.openai.com, offline).
+LITELLM_UNROUTABLE: Json = {
+    "error": {
+        "message": "litellm.InternalServerError: InternalServerError: OpenAIException - "
+        "Cannot connect to host api.openai.com:443 ssl:default [Connect call failed]",
+        "type": "internal_server_error",
+        "param": None,
+        "code": "500",
+    }
+}

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import gzip as gzip_codec
+from collections.abc import Mapping
 
 from aiohttp import web
 
@@ -54,15 +56,28 @@ async def stream_video(
     drop_after: int | None,
     drop_stall: float = 0.0,
     filename: str | None = None,
+    gzip: bool = False,
+    extra_headers: Mapping[str, str] | None = None,
 ) -> web.StreamResponse:
     """Answer with ``video`` (200, or 206 for a Range), cutting the connection
-    ``drop_stall`` real seconds after ``drop_after`` body bytes when given."""
-    size = video.size
-    headers = {"Content-Type": "video/mp4", "Accept-Ranges": "bytes", "ETag": video.etag}
+    ``drop_stall`` real seconds after ``drop_after`` body bytes when given.
+
+    With ``gzip`` the body goes gzip-encoded, as a compressing proxy sends it:
+    ``Content-Length`` is the encoded size, ``Range`` is ignored and there is
+    no validator to resume against.
+    """
+    headers = {"Content-Type": "video/mp4", **(extra_headers or {})}
     if filename is not None:
         headers["Content-Disposition"] = f'attachment; filename="{filename}"'
+    if gzip:
+        encoded = gzip_codec.compress(video.to_bytes(), compresslevel=1)
+        video = VideoFile(head=b"", body=encoded, etag="")
+        headers["Content-Encoding"] = "gzip"
+    else:
+        headers.update({"Accept-Ranges": "bytes", "ETag": video.etag})
+    size = video.size
     start, end = 0, size
-    range_header = request.headers.get("Range")
+    range_header = None if gzip else request.headers.get("Range")
     if_range = request.headers.get("If-Range")
     # If-Range naming another version means "send it all again".
     if range_header and (if_range is None or if_range.strip() == video.etag):

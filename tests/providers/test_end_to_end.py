@@ -69,7 +69,7 @@ def test_every_documented_model_has_a_case() -> None:
     assert set(REQUESTS) == set(KNOWN_MODELS)
 
 
-PROFILES = ["seeds", "new-api"]
+PROFILES = ["seeds", "new-api", "litellm"]
 
 
 @pytest.mark.parametrize("profile", PROFILES)

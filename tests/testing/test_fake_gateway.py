@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import base64
+import json
 import os
 import re
 import sys
@@ -734,3 +736,111 @@ async def test_standalone_module_prints_url() -> None:
         await process.wait()
         assert process.stdout is not None
         await process.stdout.read()
+
+
+# -- profiles of real gateway code bases ----------------------------------------------------
+
+
+async def test_new_api_profile_wire(http: aiohttp.ClientSession) -> None:
+    clock = ManualClock()
+    async with FakeGateway(api_key=KEY, clock=clock, durations=100.0, profile="new-api") as gw:
+        request = {"model": "kling-v1", "prompt": "an astronaut"}
+        status, created = await _post(http, f"{gw.url}/v1/video/generations", json=request)
+        # dto/openai_video.go: one video object on every create path, the public id twice.
+        assert status == 200
+        assert re.fullmatch(r"task_[A-Za-z0-9]{32}", created["id"])
+        assert (created["task_id"], created["object"], created["status"]) == (
+            created["id"],
+            "video",
+            "queued",
+        )
+        task_id = created["id"]
+        url = f"{gw.url}/v1/video/generations/{task_id}"
+        seen: list[tuple[str, str]] = []
+        for _ in range(22):
+            _, body = await _get(http, url)
+            assert (body["code"], body["message"]) == ("success", "")
+            dto = body["data"]
+            if not seen or seen[-1][0] != dto["status"]:
+                seen.append((dto["status"], dto["progress"]))
+            clock.advance(5)
+        assert seen[0] == ("NOT_START", "0%")
+        assert [word for word, _ in seen] == ["NOT_START", "QUEUED", "IN_PROGRESS", "SUCCESS"]
+        assert seen[-1][1] == "100%"
+        assert (dto["id"], dto["task_id"]) == (1, task_id)
+        assert dto["result_url"] == gw.video_url(task_id)
+        assert dto["finish_time"] > dto["submit_time"] > 1e9  # seconds
+        assert dto["data"]["task_id"] == gw.tasks[task_id].upstream_id != task_id
+        # The OpenAI-style status of the same task; the ali converter leaves task_id out.
+        _, video = await _get(http, f"{gw.url}/v1/videos/{task_id}")
+        assert (video["id"], video["status"], video["model"]) == (task_id, "completed", "")
+        assert video["metadata"] == {"url": gw.video_url(task_id)}
+        assert video["created_at"] > 1e12  # Kling's times in milliseconds
+        status, missing = await _get(http, f"{gw.url}/v1/video/generations/task_nope")
+        assert (status, missing) == (
+            400,
+            {"code": "task_not_exist", "message": "task_not_exist", "data": None},
+        )
+
+
+async def test_new_api_content_lags_behind_success(http: aiohttp.ClientSession) -> None:
+    clock = ManualClock()
+    async with FakeGateway(api_key=KEY, clock=clock, durations=10.0, profile="new-api") as gw:
+        _, created = await _post(http, f"{gw.url}/v1/videos", data=_form(prompt="p"))
+        content = f"{gw.url}/v1/videos/{created['id']}/content"
+        clock.advance(10)
+        _, video = await _get(http, f"{gw.url}/v1/videos/{created['id']}")
+        assert video["status"] == "succeeded"  # Sora: the upstream's own body
+        status, body = await _get(http, content)
+        assert status == 400
+        assert body == {
+            "error": {
+                "message": "Task is not completed yet, current status: IN_PROGRESS",
+                "type": "invalid_request_error",
+            }
+        }
+        clock.advance(gw.config.content_lag or 3.0)
+        status, data, headers = await _download(http, content, AUTH)
+        assert (status, headers["Cache-Control"]) == (200, "public, max-age=86400")
+        assert data == gw.video_content(created["id"])
+        status, body = await _get(http, f"{gw.url}/v1/videos/task_nope/content")
+        assert (status, body["error"]["message"]) == (404, "Task not found")
+
+
+async def test_litellm_profile_ids_gzip_and_errors(http: aiohttp.ClientSession) -> None:
+    clock = ManualClock()
+    async with FakeGateway(api_key=KEY, clock=clock, durations=10.0, profile="litellm") as gw:
+        status, created = await _post(http, f"{gw.url}/v1/videos", data=_form(prompt="p"))
+        assert status == 200
+        task_id = created["id"]
+        assert task_id.startswith("video_")
+        clock.advance(10)
+        status, body = await _get(http, f"{gw.url}/v1/videos/{task_id}")
+        assert status == 200
+        assert body["id"] != task_id  # re-encoded without the model
+        video_object_fields = (
+            "id object status created_at completed_at expires_at error progress "
+            "remixed_from_video_id seconds size model usage"
+        )
+        assert sorted(body) == sorted(video_object_fields.split(" "))
+        # The status id cannot be routed: the proxy tries api.openai.com and fails.
+        status, poisoned = await _get(http, f"{gw.url}/v1/videos/{body['id']}")
+        assert (status, poisoned["error"]["code"]) == (500, "500")
+        content = f"{gw.url}/v1/videos/{task_id}/content"
+        async with http.get(content, headers={**AUTH, "Accept-Encoding": "gzip"}) as response:
+            assert response.headers["Content-Encoding"] == "gzip"
+            assert response.content_length != gw.tasks[task_id].video_bytes
+            assert "ETag" not in response.headers
+            assert await response.read() == gw.video_content(task_id)
+        async with http.get(content, headers={**AUTH, "Accept-Encoding": "identity"}) as response:
+            assert "Content-Encoding" not in response.headers
+            assert response.content_length == gw.tasks[task_id].video_bytes
+        unknown = (
+            "video_"
+            + base64.b64encode(
+                b"litellm:custom_llm_provider:openai;model_id:sora-2;video_id:video_nope"
+            ).decode()
+        )
+        status, missing = await _get(http, f"{gw.url}/v1/videos/{unknown}")
+        assert (status, missing["error"]["code"]) == (404, "404")
+        assert '\\"message\\": \\"Task not found\\"' in json.dumps(missing["error"]["message"])

@@ -398,7 +398,10 @@ class Client:
         content = self.gateway.endpoints(provider.wire).content
         sources = [job.video_url] if job.video_url and variant is None else []
         if content is not None:
-            sources.append(content.replace("{id}", quote(job.id, safe="")))
+            content_url = self._transport.url(content.replace("{id}", quote(job.id, safe="")))
+            # A relay may give its own content endpoint as the video URL (new-api does for Sora).
+            if content_url not in sources:
+                sources.append(content_url)
         if not sources:
             raise DownloadError(f"job {job.id} has no video URL", task_id=job.id)
         async with self._slot("download"):
@@ -413,7 +416,7 @@ class Client:
                         clock=self.clock,
                         retry=self.retry_policy,
                         rng=self._rng,
-                        params={"variant": variant} if variant and url != job.video_url else None,
+                        params={"variant": variant} if variant else None,
                     )
                 except APIError as exc:
                     # A CDN link can lapse before expires_at says; the gateway may still serve it.

@@ -1,11 +1,10 @@
 """Bodies as the real gateway code bases send them: the new-api relay and the LiteLLM proxy.
 
-(The LiteLLM facts are listed above its section, further down.)
-
 The seeds describe documented shapes; gateways people run are built on a few
 public code bases whose answers differ in ways a client must survive. Each
 profile here reproduces, field for field, what that code base sends. Facts
-were read from their source (no code is taken from it):
+were read from their source (no code is taken from it); LiteLLM's are listed
+at the head of its section below, new-api's here.
 
 new-api (``QuantumNous/new-api``):
 

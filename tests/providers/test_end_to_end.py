@@ -167,14 +167,16 @@ def assert_wire_fields(
     ],
 )
 @pytest.mark.parametrize("model", ["kling-v1", "sora-2", "viduq1"])
+@pytest.mark.parametrize("profile", PROFILES)
 async def test_gateway_quirks(
     make_client: ClientFactory,
     gateway: FakeGateway,
     tmp_path: Path,
     model: str,
     quirks: dict[str, object],
+    profile: str,
 ) -> None:
-    gateway.set_config(**quirks)
+    gateway.set_config(profile=profile, **quirks)
     client = make_client()
     job = await client.wait(await client.submit(prompt="p", model=model))
     assert job.state is JobState.SUCCEEDED

@@ -30,9 +30,11 @@ from ._transport import TRANSIENT_ERRORS, Body, Timeouts, Transport
 from .errors import (
     APIError,
     ConfigurationError,
+    CreateOutcomeUnknown,
     DownloadError,
     JobFailedError,
     JobTimeoutError,
+    ProtocolError,
     ValidationError,
     VideoExpiredError,
 )
@@ -280,7 +282,11 @@ class Client:
                 retry_mode="create",
                 idempotency_key=key,
             )
-        job = provider.parse(payload, model=request.model)
+        try:
+            job = provider.parse(payload, model=request.model)
+        except ProtocolError as exc:
+            # The gateway said yes but named no task we can read: it may bill for one.
+            raise CreateOutcomeUnknown.after(exc, idempotency_key=key) from exc
         logger.info("submitted %s task %s (key %s)", request.model, job.id, key)
         return job
 

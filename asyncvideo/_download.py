@@ -18,8 +18,10 @@ new-api relay does until its poller catches up) is retried for
 
 from __future__ import annotations
 
+import functools
 import os
 import random
+from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
 
@@ -33,8 +35,10 @@ from ._transport import Transport
 from .errors import APIError, DownloadError, IntegrityError, TransportError
 from .providers._parse import is_not_ready, parse_json_object
 
-__all__ = ["download_to_file", "looks_like_mp4", "safe_filename"]
+__all__ = ["download_to_file", "looks_like_mp4", "mp4_boxes_end", "safe_filename"]
 
+# Real MP4s have a handful (fragmented ones a few hundred); this bounds a hostile file.
+_MAX_TOP_LEVEL_BOXES = 100_000
 _NOT_VIDEO_TYPES = ("application/json", "text/", "application/xml", "application/problem")
 
 
@@ -51,19 +55,55 @@ def looks_like_mp4(head: bytes) -> bool:
 
 def _open_part(path: Path, offset: int) -> BinaryIO:
     try:
-        handle = path.open("r+b" if offset else "wb")
+        handle = path.open("r+b" if offset else "w+b")
     except FileNotFoundError:
         # The folder is missing only the first time; creating it here saves a
         # thread hop on every other download.
         path.parent.mkdir(parents=True, exist_ok=True)
-        handle = path.open("r+b" if offset else "wb")
+        handle = path.open("r+b" if offset else "w+b")
     handle.truncate(offset)
     handle.seek(offset)
     return handle
 
 
+def mp4_boxes_end(read_at: Callable[[int, int], bytes], size: int) -> int:
+    """Where the file's top-level boxes say it ends (``size`` when it is whole).
+
+    A body cut short (a close-delimited or gzip-encoded body has no length to
+    check) ends inside its last box, so the boxes reach past ``size``.
+
+    Raises:
+        IntegrityError: a box header no MP4 has.
+    """
+    position = 0
+    for _ in range(_MAX_TOP_LEVEL_BOXES):
+        if position >= size:
+            return position
+        header = read_at(16, position)
+        if len(header) < 8:
+            return position + 8  # cut inside a box header
+        box_size = int.from_bytes(header[:4], "big")
+        if box_size == 0:  # "extends to the end of the file"
+            return size
+        if box_size == 1:  # a 64-bit size follows the type
+            if len(header) < 16:
+                return position + 16
+            box_size = int.from_bytes(header[8:16], "big")
+            if box_size < 16:
+                raise IntegrityError(f"MP4 box at byte {position} has a size of {box_size}")
+        elif box_size < 8:
+            raise IntegrityError(f"MP4 box at byte {position} has a size of {box_size}")
+        position += box_size
+    raise IntegrityError(f"more than {_MAX_TOP_LEVEL_BOXES} top-level MP4 boxes")
+
+
 def _finish(handle: BinaryIO, part: Path, dest: Path) -> None:
     handle.flush()
+    size = os.fstat(handle.fileno()).st_size
+    end = mp4_boxes_end(functools.partial(os.pread, handle.fileno()), size)
+    if end != size:
+        # Truncation is a transport failure: retried (resumed where a range is possible).
+        raise TransportError(f"the body ended at byte {size} inside an MP4 box ending at {end}")
     os.fsync(handle.fileno())
     handle.close()
     os.replace(part, dest)
@@ -126,9 +166,16 @@ async def download_to_file(
                             f"{_error_summary(body)}",
                             task_id=task_id,
                         )
-                    if response.status != 206:
-                        offset = 0  # a full body: the server ignored or refused the range
                     encoded = _is_encoded(response)
+                    start = _body_start(response, offset, asked="Range" in headers)
+                    if start is None:
+                        validator = None  # ask for the whole body next time
+                        raise TransportError(
+                            "the server answered with a range that does not continue the file "
+                            f"({response.headers.get('Content-Range', 'no Content-Range')})",
+                            task_id=task_id,
+                        )
+                    offset = start
                     total = None if encoded else _expected_total(response, offset)
                     validator = (
                         None
@@ -180,7 +227,10 @@ async def download_to_file(
                     ) from exc
                 await clock.sleep(retry.backoff(attempt - 1, rng))
             except APIError as exc:
-                if is_not_ready(exc) and clock.monotonic() < not_ready_until:
+                # Only the gateway's own content endpoint lags behind a success; a CDN
+                # that says "not ready" falls back to that endpoint at once instead.
+                lagging = is_not_ready(exc) and transport.is_gateway_origin(url)
+                if lagging and clock.monotonic() < not_ready_until:
                     # Not a failed attempt: the video exists, the endpoint lags behind.
                     delay = retry.backoff(not_ready_waits, rng)
                     not_ready_waits += 1
@@ -201,6 +251,20 @@ async def download_to_file(
         with anyio.CancelScope(shield=True):
             await anyio.Path(part).unlink(missing_ok=True)
         raise
+
+
+def _body_start(response: aiohttp.ClientResponse, offset: int, *, asked: bool) -> int | None:
+    """Where in the file this body starts: 0 for a whole body, ``offset`` for the range
+    asked for, ``None`` for a range that would not continue the file."""
+    if response.status != 206:
+        return 0
+    if not asked or _is_encoded(response):
+        return None  # a range nobody asked for, or of bytes we never saw
+    first, _, _ = response.headers.get("Content-Range", "").partition("-")
+    start = first.rpartition(" ")[2]
+    if start.isdigit() and int(start) in (0, offset):
+        return int(start)
+    return None
 
 
 def _is_encoded(response: aiohttp.ClientResponse) -> bool:

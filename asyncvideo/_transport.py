@@ -215,7 +215,7 @@ class Transport:
                 # A refused connection never reached the gateway; anything else may have.
                 ambiguous = retry_mode == "create" and not isinstance(exc, ConnectError)
                 if ambiguous and (not self._honours_keys or self._last_attempt(attempt)):
-                    raise self._unknown_outcome(idempotency_key, exc) from exc
+                    raise CreateOutcomeUnknown.after(exc, idempotency_key=idempotency_key) from exc
                 if self._last_attempt(attempt):
                     raise
                 await self._clock.sleep(self._retry.backoff(attempt, self._rng))
@@ -225,11 +225,16 @@ class Transport:
                 limiter.on_success()
                 data = parse_json_object(payload)
                 if data is None:
-                    raise ProtocolError(
+                    unreadable = ProtocolError(
                         f"expected a JSON object from {method} {urlsplit(url).path}, got "
                         f"{len(payload)} bytes of something else",
                         status=status,
                     )
+                    if retry_mode == "create":  # it succeeded: the task may well exist
+                        raise CreateOutcomeUnknown.after(
+                            unreadable, idempotency_key=idempotency_key
+                        ) from unreadable
+                    raise unreadable
                 return data
             error = api_error(status, payload, answer_headers, task_id=task_id)
             retry_after = error.retry_after if isinstance(error, RateLimitError) else None
@@ -238,7 +243,7 @@ class Transport:
             # A 429 was refused before any work; a 5xx or 408 on a create may not have been.
             ambiguous = retry_mode == "create" and status in _RETRYABLE_STATUSES and status != 429
             if ambiguous and (not self._honours_keys or self._last_attempt(attempt)):
-                raise self._unknown_outcome(idempotency_key, error) from error
+                raise CreateOutcomeUnknown.after(error, idempotency_key=idempotency_key) from error
             if status not in _RETRYABLE_STATUSES or self._last_attempt(attempt):
                 raise error
             delay = self._retry.backoff(attempt, self._rng, retry_after)
@@ -250,16 +255,6 @@ class Transport:
 
     def _last_attempt(self, attempt: int) -> bool:
         return attempt + 1 >= self._retry.max_attempts
-
-    @staticmethod
-    def _unknown_outcome(key: str | None, cause: BaseException) -> CreateOutcomeUnknown:
-        return CreateOutcomeUnknown(
-            f"the create request may or may not have made a task ({cause}); "
-            f"resubmit with idempotency_key={key!r} on a gateway that honours keys, "
-            "or check the gateway before retrying",
-            idempotency_key=key or "",
-            cause=cause,
-        )
 
     async def _send_once(
         self,

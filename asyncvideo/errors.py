@@ -190,7 +190,8 @@ class ServerError(APIError):
 
 
 class CreateOutcomeUnknown(AsyncVideoError):
-    """A create was sent but its outcome is unknown (timeout, reset, 5xx).
+    """A create was sent but its outcome is unknown (timeout, reset, 5xx, or a
+    success answer that names no task the SDK can read).
 
     The gateway may have made the task (and may bill for it). Retrying blindly
     could pay twice, so the SDK stops and hands over the idempotency key:
@@ -206,6 +207,18 @@ class CreateOutcomeUnknown(AsyncVideoError):
         super().__init__(message)
         self.idempotency_key = idempotency_key
         self.cause = cause
+
+    @classmethod
+    def after(cls, cause: BaseException, *, idempotency_key: str | None) -> CreateOutcomeUnknown:
+        """The error for a create that ended in ``cause`` after it was sent."""
+        key = idempotency_key or ""
+        return cls(
+            f"the create request may or may not have made a task ({cause}); "
+            f"resubmit with idempotency_key={key!r} on a gateway that honours keys, "
+            "or check the gateway before retrying",
+            idempotency_key=key,
+            cause=cause,
+        )
 
 
 class JobFailedError(AsyncVideoError):

@@ -75,12 +75,16 @@ _MS_THRESHOLD = 1e11
 _NOT_FOUND_CODES = frozenset(
     {"task_not_exist", "task_not_found", "not_found", "video_not_found", "resource_not_found"}
 )
+# A relay behind a relay wraps twice; more is not a task.
+_MAX_ENVELOPES = 3
 # A relay's message may hold its upstream's error, which may hold its own upstream's.
 _MAX_EMBEDDED_ERRORS = 3
 _NOT_READY_STATUSES = frozenset({400, 404, 409, 425})
+# "Error processing request" is final; "still processing" is not.
 _NOT_READY_WORDS = re.compile(
     r"not[\s_]+(yet[\s_]+)?(ready|complete|completed|finished)"
-    r"|still[\s_]+(processing|running|generating|pending)|\bprocessing\b|in[\s_]+progress",
+    r"|(still|being|is|currently)[\s_]+(processing|running|generating|pending)"
+    r"|in[\s_]+progress",
     re.IGNORECASE,
 )
 
@@ -219,11 +223,20 @@ def _parse_job_error(payload: Mapping[str, object]) -> JobError | None:
 
 
 def _unwrap(payload: Mapping[str, object]) -> Mapping[str, object]:
-    # Relays wrap the task: {"code": "success", "message": "", "data": {...}}.
-    if not any(key in payload for key in _STATUS_KEYS):
+    """The task inside a relay's envelope: ``{"code": "success", "message": "", "data": {...}}``.
+
+    An envelope names no task id of its own (its ``status`` or ``code``, if any,
+    is the envelope's: ``"success"`` while the task is still running); a task
+    body that keeps its upstream's answer under ``data`` does name one.
+    """
+    for _ in range(_MAX_ENVELOPES):
         inner = payload.get("data")
-        if isinstance(inner, dict) and any(key in inner for key in (*_STATUS_KEYS, "task_id")):
-            return inner
+        if any(key in payload for key in _ID_KEYS) or not isinstance(inner, dict):
+            break
+        nested = isinstance(inner.get("data"), dict)  # an envelope inside an envelope
+        if not nested and not any(key in inner for key in (*_STATUS_KEYS, *_ID_KEYS)):
+            break
+        payload = inner
     return payload
 
 
@@ -304,11 +317,11 @@ def parse_task(
     )
 
 
-def parse_json_object(body: bytes) -> dict[str, object] | None:
-    """The body as a JSON object, or None if it is not one."""
+def parse_json_object(body: bytes | str) -> dict[str, object] | None:
+    """The body as a JSON object, or None if it is not one (or nests too deep to read)."""
     try:
         value = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         return None
     return value if isinstance(value, dict) else None
 
@@ -357,7 +370,7 @@ def _embedded_error(message: str | None) -> Mapping[str, object] | None:
     start, end = message.find("{"), message.rfind("}")
     if start < 0 or end <= start:
         return None
-    inner = parse_json_object(message[start : end + 1].encode())
+    inner = parse_json_object(message[start : end + 1])
     return _error_fields(inner) if inner is not None else None
 
 

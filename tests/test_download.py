@@ -2,15 +2,24 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+import gzip
+import random
+import shutil
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from pathlib import Path
 
+import anyio
+import anyio.lowlevel
+import attrs
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
+from multidict import CIMultiDictProxy
 
-from asyncvideo import Client, Job, JobState, ManualClock, errors
-from asyncvideo.testing import FakeGateway
+from asyncvideo import Client, Job, JobState, ManualClock, RetryPolicy, errors
+from asyncvideo._download import looks_like_mp4, mp4_boxes_end, safe_filename
+from asyncvideo.testing import FakeGateway, make_mp4
 
 from .conftest import ClientFactory
 
@@ -131,3 +140,600 @@ async def test_bad_bodies_are_never_saved(
     with pytest.raises(error):
         await client.download(job, tmp_path / "out.mp4")
     assert list(tmp_path.iterdir()) == []
+
+
+# -- edges found by mutation testing (mutmut on _download.py) ------------------------------
+
+VIDEO = make_mp4(30_000, "mutation")
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@attrs.define
+class Cdn:
+    """A loopback server that answers every GET with the test's handler."""
+
+    url: str
+    handler: Handler
+    #: the headers of every request, in order
+    seen: list[CIMultiDictProxy[str]] = attrs.field(factory=list)
+    #: the names of the files in the test's folder when each request arrived
+    files: list[list[str]] = attrs.field(factory=list)
+
+
+StartCdn = Callable[[Handler], Awaitable[Cdn]]
+
+
+@pytest.fixture
+async def start_cdn(tmp_path: Path) -> AsyncIterator[StartCdn]:
+    servers: list[TestServer] = []
+
+    async def start(handler: Handler) -> Cdn:
+        async def serve(request: web.Request) -> web.StreamResponse:
+            cdn.seen.append(request.headers)
+            cdn.files.append(sorted(path.name for path in tmp_path.iterdir()))
+            return await cdn.handler(request)
+
+        app = web.Application()
+        app.router.add_get("/{name:.*}", serve)
+        server = TestServer(app, host="127.0.0.1")
+        await server.start_server()
+        servers.append(server)
+        cdn = Cdn(url=str(server.make_url("/")), handler=handler)
+        return cdn
+
+    yield start
+    for server in servers:
+        await server.close()
+
+
+@attrs.frozen(kw_only=True)
+class RecordedBackoff(RetryPolicy):
+    """Waits exactly ``base_delay * 2**attempt`` (or the Retry-After) and records each call."""
+
+    calls: list[tuple[int, float | None]] = attrs.field(factory=list, eq=False)
+
+    def backoff(self, attempt: int, rng: random.Random, retry_after: float | None = None) -> float:
+        assert isinstance(rng, random.Random)  # the client's seeded jitter reaches the policy
+        self.calls.append((attempt, retry_after))
+        return retry_after if retry_after is not None else self.base_delay * 2**attempt
+
+
+def cdn_client(cdn: Cdn, clock: ManualClock, policy: RecordedBackoff | None = None) -> Client:
+    """A client whose gateway is the CDN itself (its not-ready answers are waited on)."""
+    policy = policy or RecordedBackoff()
+    return Client(api_key="sk-test", base_url=cdn.url, clock=clock, retry_policy=policy)
+
+
+def calls_of(client: Client) -> list[tuple[int, float | None]]:
+    assert isinstance(client.retry_policy, RecordedBackoff)
+    return client.retry_policy.calls
+
+
+def cdn_job(cdn: Cdn, task_id: str = "t1") -> Job:
+    # Kling jobs have no content endpoint on the default gateway: the URL is the only source.
+    return Job(
+        id=task_id,
+        model="kling-v1",
+        provider="kling",
+        state=JobState.SUCCEEDED,
+        video_url=cdn.url + "v.mp4",
+    )
+
+
+def video(
+    body: bytes = VIDEO, *, status: int = 200, headers: Mapping[str, str] | None = None
+) -> web.Response:
+    return web.Response(body=body, status=status, content_type="video/mp4", headers=headers)
+
+
+def json_error(status: int, message: str, headers: Mapping[str, str] | None = None) -> web.Response:
+    return web.json_response({"error": {"message": message}}, status=status, headers=headers)
+
+
+async def cut_short(
+    request: web.Request,
+    *,
+    at: int,
+    body: bytes = VIDEO,
+    headers: Mapping[str, str] | None = None,
+) -> web.StreamResponse:
+    """Announce all of ``body``, send ``at`` bytes of it, then drop the connection."""
+    response = web.StreamResponse(headers={"Content-Length": str(len(body)), **(headers or {})})
+    response.content_type = "video/mp4"
+    await response.prepare(request)
+    await response.write(body[:at])
+    assert request.transport is not None
+    request.transport.close()
+    return response
+
+
+def rest_of_video(start: int, *, total: str = str(len(VIDEO)), **headers: str) -> web.Response:
+    span = f"bytes {start}-{len(VIDEO) - 1}/{total}"
+    return video(VIDEO[start:], status=206, headers={"Content-Range": span, **headers})
+
+
+def test_task_ids_become_safe_file_names() -> None:
+    assert safe_filename("../../etc/pass wd") == "______etc_pass_wd"
+    assert safe_filename("task-Q2_x9") == "task-Q2_x9"
+    assert safe_filename("a" * 200) == "a" * 120
+    assert safe_filename("") == "video"
+    assert looks_like_mp4(VIDEO)
+    assert not looks_like_mp4(VIDEO[:7])
+
+
+async def test_a_hostile_task_id_stays_in_the_folder(start_cdn: StartCdn, tmp_path: Path) -> None:
+    async def handler(request: web.Request) -> web.StreamResponse:
+        return video()
+
+    cdn = await start_cdn(handler)
+    async with cdn_client(cdn, ManualClock()) as client:
+        path = await client.download(cdn_job(cdn, "../up-one/x"), tmp_path)
+    assert path == tmp_path / "___up-one_x.mp4"
+    assert path.read_bytes() == VIDEO
+
+
+async def test_missing_folders_are_created(
+    client: Client, gateway: FakeGateway, tmp_path: Path
+) -> None:
+    job = await finished_job(client)
+    path = await client.download(job, tmp_path / "new" / "deeper" / "v.mp4")
+    assert path.read_bytes() == gateway.video_content(job.id)
+
+
+async def test_a_variant_is_asked_of_the_content_endpoint(
+    client: Client, gateway: FakeGateway, tmp_path: Path
+) -> None:
+    job = await finished_job(client)
+    path = await client.download(job, tmp_path / "v.mp4", variant="mp4")
+    assert path.read_bytes() == gateway.video_content(job.id)
+    content = [r for r in gateway.requests if r.path.endswith("/content")]
+    assert content[-1].query == {"variant": "mp4"}
+    with pytest.raises(errors.InvalidRequestError, match="thumbnail"):
+        await client.download(job, tmp_path / "t.jpg", variant="thumbnail")
+
+
+@pytest.mark.parametrize(
+    ("content_type", "body", "summary"),
+    [
+        ("application/json", b'{"error": {"message": "signature expired"}}', "signature expired"),
+        ("application/json", b'{"message": "quota exceeded", "code": 1}', "quota exceeded"),
+        ("application/json", b'{"message": 42}', '{"message": 42}'),
+        ("text/html", b"<h1>  Access\n denied </h1>", "<h1> Access denied </h1>"),
+        ("text/plain", b"", "an empty body"),
+        ("text/plain", b"\xffbad", "\ufffdbad"),
+        ("text/plain", b"word " * 100, " ".join(["word"] * 24)),
+    ],
+)
+async def test_a_page_instead_of_a_video_is_summarised(
+    start_cdn: StartCdn, tmp_path: Path, content_type: str, body: bytes, summary: str
+) -> None:
+    async def handler(request: web.Request) -> web.StreamResponse:
+        return web.Response(body=body, headers={"Content-Type": content_type.upper()})
+
+    cdn = await start_cdn(handler)
+    async with cdn_client(cdn, ManualClock()) as client:
+        with pytest.raises(errors.DownloadError) as caught:
+            await client.download(cdn_job(cdn), tmp_path / "v.mp4")
+    assert type(caught.value) is errors.DownloadError
+    assert str(caught.value) == f"expected a video, got {content_type}: {summary}"
+    assert caught.value.task_id == "t1"
+    assert list(tmp_path.iterdir()) == []
+
+
+async def test_a_video_without_a_content_type_is_still_a_video(tmp_path: Path) -> None:
+    head = f"HTTP/1.1 200 OK\r\nContent-Length: {len(VIDEO)}\r\n\r\n".encode()
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(head + VIDEO)
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}/"
+    try:
+        job = Job(id="t1", model="kling-v1", provider="kling", state=JobState.SUCCEEDED)
+        async with Client(api_key="k", base_url=url, clock=ManualClock()) as client:
+            path = await client.download(attrs.evolve(job, video_url=url + "v.mp4"), tmp_path)
+    finally:
+        server.close()
+        await server.wait_closed()
+    assert path.read_bytes() == VIDEO
+
+
+@pytest.mark.parametrize(
+    ("headers", "if_range"),
+    [
+        ({"ETag": '"v1"'}, '"v1"'),
+        ({"Last-Modified": "Wed, 01 Jan 2025 00:00:00 GMT"}, "Wed, 01 Jan 2025 00:00:00 GMT"),
+        ({"ETag": '"v1"', "Content-Encoding": "identity"}, '"v1"'),
+        ({"ETag": '"v1"', "Content-Encoding": ""}, '"v1"'),
+    ],
+)
+async def test_a_resume_names_the_version_it_continues(
+    start_cdn: StartCdn, tmp_path: Path, headers: dict[str, str], if_range: str
+) -> None:
+    async def handler(request: web.Request) -> web.StreamResponse:
+        if "Range" not in request.headers:
+            return await cut_short(request, at=12_000, headers=headers)
+        return rest_of_video(12_000, **headers)
+
+    cdn = await start_cdn(handler)
+    async with cdn_client(cdn, ManualClock()) as client:
+        path = await client.download(cdn_job(cdn), tmp_path / "v.mp4")
+    assert path.read_bytes() == VIDEO
+    assert len(cdn.seen) == 2
+    assert cdn.seen[0]["Accept-Encoding"] == "identity"
+    assert (cdn.seen[1]["Range"], cdn.seen[1]["If-Range"]) == ("bytes=12000-", if_range)
+    assert cdn.files[1] == ["v.mp4.part"]  # the bytes so far, beside the destination
+    assert calls_of(client) == [(0, None)]
+
+
+async def test_a_range_of_unknown_total_length_completes_the_file(
+    start_cdn: StartCdn, tmp_path: Path
+) -> None:
+    async def handler(request: web.Request) -> web.StreamResponse:
+        if "Range" not in request.headers:
+            return await cut_short(request, at=12_000, headers={"ETag": '"v1"'})
+        return rest_of_video(12_000, total="*")
+
+    cdn = await start_cdn(handler)
+    async with cdn_client(cdn, ManualClock()) as client:
+        path = await client.download(cdn_job(cdn), tmp_path / "v.mp4")
+    assert path.read_bytes() == VIDEO
+    assert len(cdn.seen) == 2
+
+
+async def test_ranges_the_server_cuts_short_are_continued(
+    start_cdn: StartCdn, tmp_path: Path
+) -> None:
+    async def handler(request: web.Request) -> web.StreamResponse:
+        if "Range" not in request.headers:
+            return await cut_short(request, at=10_000, headers={"ETag": '"v1"'})
+        start = int(request.headers["Range"].removeprefix("bytes=").rstrip("-"))
+        end = min(start + 10_000, len(VIDEO))  # a CDN that serves at most 10 kB per range
+        span = f"bytes {start}-{end - 1}/{len(VIDEO)}"
+        return video(VIDEO[start:end], status=206, headers={"Content-Range": span, "ETag": '"v1"'})
+
+    cdn = await start_cdn(handler)
+    async with cdn_client(cdn, ManualClock()) as client:
+        path = await client.download(cdn_job(cdn), tmp_path / "v.mp4")
+    assert path.read_bytes() == VIDEO
+    assert [h.get("Range") for h in cdn.seen] == [None, "bytes=10000-", "bytes=20000-"]
+
+
+async def test_a_header_split_across_reads_is_still_an_mp4(
+    start_cdn: StartCdn, tmp_path: Path
+) -> None:
+    async def handler(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Content-Length": str(len(VIDEO))})
+        response.content_type = "video/mp4"
+        await response.prepare(request)
+        for start in (0, 3, 6, 4096):
+            await response.write(VIDEO[start : {0: 3, 3: 6, 6: 4096}.get(start, len(VIDEO))])
+            for _ in range(20):  # let the client read each piece on its own
+                await anyio.lowlevel.checkpoint()
+        return response
+
+    cdn = await start_cdn(handler)
+    async with cdn_client(cdn, ManualClock()) as client:
+        path = await client.download(cdn_job(cdn), tmp_path / "v.mp4")
+    assert path.read_bytes() == VIDEO
+
+
+async def test_tiny_bodies(start_cdn: StartCdn, tmp_path: Path) -> None:
+    bodies = iter([b"\0\0\0\x08ftyp", b"\0\0\0\x08fty", b"\0" * 4096])
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        return video(next(bodies))
+
+    cdn = await start_cdn(handler)
+    async with cdn_client(cdn, ManualClock()) as client:
+        # One empty ftyp box is the shortest body that passes for a video.
+        path = await client.download(cdn_job(cdn), tmp_path / "v.mp4")
+        assert path.read_bytes() == b"\0\0\0\x08ftyp"
+        with pytest.raises(
+            errors.IntegrityError, match=r"^the downloaded body is 7 bytes"
+        ) as seven:
+            await client.download(cdn_job(cdn), tmp_path / "w.mp4")
+        with pytest.raises(
+            errors.IntegrityError, match=r"^the downloaded body is not an MP4 \(no ftyp box\)$"
+        ) as zeros:
+            await client.download(cdn_job(cdn), tmp_path / "x.mp4")
+    assert (seven.value.task_id, zeros.value.task_id) == ("t1", "t1")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["v.mp4"]
+
+
+async def test_a_download_that_always_drops_gives_up_after_max_attempts(
+    start_cdn: StartCdn, tmp_path: Path
+) -> None:
+    async def handler(request: web.Request) -> web.StreamResponse:
+        if len(cdn.seen) > 10:  # a client that never gives up gets the video, and fails
+            return video()
+        return await cut_short(request, at=1_000)
+
+    cdn = await start_cdn(handler)
+    async with cdn_client(cdn, ManualClock()) as client:
+        with pytest.raises(errors.DownloadError, match=r"^download failed after 4 attempts: ") as e:
+            await client.download(cdn_job(cdn), tmp_path / "v.mp4")
+    assert e.value.task_id == "t1"
+    assert len(cdn.seen) == 4
+    assert calls_of(client) == [(0, None), (1, None), (2, None)]
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("status", [408, 429, 500, 502, 503, 504])
+async def test_a_passing_error_is_retried(start_cdn: StartCdn, tmp_path: Path, status: int) -> None:
+    async def handler(request: web.Request) -> web.StreamResponse:
+        if len(cdn.seen) == 1:
+            return json_error(status, "busy", {"Retry-After": "7"} if status == 429 else None)
+        return video()
+
+    cdn = await start_cdn(handler)
+    async with cdn_client(cdn, ManualClock()) as client:
+        path = await client.download(cdn_job(cdn), tmp_path / "v.mp4")
+    assert path.read_bytes() == VIDEO
+    assert len(cdn.seen) == 2
+    assert calls_of(client) == [(0, 7.0 if status == 429 else None)]
+
+
+@pytest.mark.parametrize(
+    ("status", "error"),
+    [
+        (400, errors.InvalidRequestError),
+        (403, errors.PermissionDeniedError),
+        (404, errors.NotFoundError),
+        (410, errors.APIError),
+        (501, errors.ServerError),
+    ],
+)
+async def test_a_lasting_error_is_raised_at_once(
+    start_cdn: StartCdn, tmp_path: Path, status: int, error: type[errors.APIError]
+) -> None:
+    async def handler(request: web.Request) -> web.StreamResponse:
+        return json_error(status, "no")
+
+    cdn = await start_cdn(handler)
+    async with cdn_client(cdn, ManualClock()) as client:
+        with pytest.raises(errors.APIError) as caught:
+            await client.download(cdn_job(cdn), tmp_path / "v.mp4")
+    assert type(caught.value) is error
+    assert caught.value.task_id == "t1"
+    assert len(cdn.seen) == 1
+
+
+async def test_a_server_error_that_lasts_is_raised_after_max_attempts(
+    start_cdn: StartCdn, tmp_path: Path
+) -> None:
+    async def handler(request: web.Request) -> web.StreamResponse:
+        return video() if len(cdn.seen) > 10 else json_error(503, "down")
+
+    cdn = await start_cdn(handler)
+    async with cdn_client(cdn, ManualClock()) as client:
+        with pytest.raises(errors.ServerError):
+            await client.download(cdn_job(cdn), tmp_path / "v.mp4")
+    assert len(cdn.seen) == 4
+    assert calls_of(client) == [(0, None), (1, None), (2, None)]
+
+
+async def test_not_ready_waits_back_off_and_are_not_attempts(
+    start_cdn: StartCdn, tmp_path: Path
+) -> None:
+    async def handler(request: web.Request) -> web.StreamResponse:
+        if len(cdn.seen) <= 3:
+            return json_error(400, "Task is not completed yet, current status: IN_PROGRESS")
+        return video()
+
+    cdn = await start_cdn(handler)
+    clock = ManualClock()
+    async with cdn_client(cdn, clock, RecordedBackoff(max_attempts=2, base_delay=0.5)) as client:
+        path = await client.download(cdn_job(cdn), tmp_path / "v.mp4")
+    assert path.read_bytes() == VIDEO
+    assert calls_of(client) == [(0, None), (1, None), (2, None)]
+    assert clock.monotonic() == 0.5 + 1.0 + 2.0
+
+
+async def test_not_ready_waits_end_with_the_window(start_cdn: StartCdn, tmp_path: Path) -> None:
+    async def handler(request: web.Request) -> web.StreamResponse:
+        return json_error(400, "Task is not completed yet")
+
+    cdn = await start_cdn(handler)
+    clock = ManualClock()
+    clock.advance(100.0)
+    async with cdn_client(
+        cdn, clock, RecordedBackoff(base_delay=10.0, not_ready_window=0.5)
+    ) as client:
+        with pytest.raises(errors.InvalidRequestError):
+            await client.download(cdn_job(cdn), tmp_path / "v.mp4")
+    assert clock.monotonic() == 100.5  # the last wait is cut to what is left of the window
+    assert len(cdn.seen) == 2
+
+
+async def test_a_cancelled_download_leaves_nothing(start_cdn: StartCdn, tmp_path: Path) -> None:
+    sent, release = anyio.Event(), anyio.Event()
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Content-Length": str(len(VIDEO))})
+        response.content_type = "video/mp4"
+        await response.prepare(request)
+        await response.write(VIDEO[:5_000])
+        sent.set()
+        await release.wait()
+        return response
+
+    cdn = await start_cdn(handler)
+    part = tmp_path / "v.mp4.part"
+    async with cdn_client(cdn, ManualClock()) as client, anyio.create_task_group() as group:
+        group.start_soon(client.download, cdn_job(cdn), tmp_path / "v.mp4")
+        await sent.wait()
+        for _ in range(100):
+            if part.exists():
+                break
+            await anyio.lowlevel.checkpoint()
+        assert part.exists()
+        group.cancel_scope.cancel()
+    release.set()
+    assert list(tmp_path.iterdir()) == []
+
+
+async def test_a_dropped_encoded_body_restarts_without_a_range(
+    start_cdn: StartCdn, tmp_path: Path
+) -> None:
+    encoded = gzip.compress(VIDEO)
+    gz = {"Content-Encoding": "gzip", "ETag": '"v1"'}
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        if len(cdn.seen) == 1:
+            return await cut_short(request, at=len(encoded) // 2, body=encoded, headers=gz)
+        return web.Response(body=encoded, content_type="video/mp4", headers=gz)
+
+    cdn = await start_cdn(handler)
+    async with cdn_client(cdn, ManualClock()) as client:
+        path = await client.download(cdn_job(cdn), tmp_path / "v.mp4")
+    assert path.read_bytes() == VIDEO
+    assert len(cdn.seen) == 2
+    assert "Range" not in cdn.seen[1]
+
+
+def box(kind: bytes, payload: bytes = b"", *, size: int | None = None) -> bytes:
+    """One MP4 box; ``size`` overrides the length its header announces."""
+    return (len(payload) + 8 if size is None else size).to_bytes(4, "big") + kind + payload
+
+
+def boxes_end(data: bytes) -> int:
+    return mp4_boxes_end(lambda count, at: data[at : at + count], len(data))
+
+
+def test_where_the_boxes_say_a_file_ends() -> None:
+    ftyp = box(b"ftyp", b"isom\0\0\0\0")
+    assert boxes_end(VIDEO) == len(VIDEO)
+    # mdat with size 0 runs to the end of the file, however long that is
+    assert boxes_end(ftyp + box(b"mdat", b"x" * 100, size=0)) == len(ftyp) + 108
+    # a 64-bit size follows the type when the 32-bit size is 1; 16 is its smallest
+    large = (1).to_bytes(4, "big") + b"mdat" + (16 + 100).to_bytes(8, "big") + b"x" * 100
+    empty_large = (1).to_bytes(4, "big") + b"free" + (16).to_bytes(8, "big")
+    assert boxes_end(ftyp + large + empty_large) == len(ftyp) + 116 + 16
+    # cut inside a header, or right after one: the boxes reach past the end
+    assert boxes_end(ftyp + box(b"mdat", b"x" * 100)[:5]) > len(ftyp) + 5
+    assert boxes_end(ftyp + box(b"mdat", b"x" * 100)[:8]) == len(ftyp) + 108
+    assert boxes_end(ftyp + large[:12]) > len(ftyp) + 12
+    assert boxes_end(ftyp + large[:16]) == len(ftyp) + 116
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        (box(b"ftyp", b"isom") + box(b"free", size=7), "^MP4 box at byte 12 has a size of 7$"),
+        (
+            box(b"ftyp", b"isom") + (1).to_bytes(4, "big") + b"free" + (15).to_bytes(8, "big"),
+            "^MP4 box at byte 12 has a size of 15$",
+        ),
+        (box(b"free") * 100_001, "^more than 100000 top-level MP4 boxes$"),
+    ],
+)
+def test_box_headers_no_mp4_has(data: bytes, message: str) -> None:
+    with pytest.raises(errors.IntegrityError, match=message):
+        boxes_end(data)
+
+
+async def test_a_file_whose_last_box_runs_to_its_end_is_checked_by_length(
+    start_cdn: StartCdn, tmp_path: Path
+) -> None:
+    # The boxes cannot tell this file is cut short; the announced length can.
+    whole = VIDEO[:32] + box(b"mdat", VIDEO[40:], size=0)
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        start = int(request.headers.get("Range", "bytes=0-").removeprefix("bytes=").rstrip("-"))
+        end = min(start + 10_000, len(whole))  # a CDN that serves at most 10 kB at a time
+        span = f"bytes {start}-{end - 1}/{len(whole)}"
+        if "Range" not in request.headers:
+            return await cut_short(request, at=10_000, body=whole, headers={"ETag": '"v1"'})
+        return video(whole[start:end], status=206, headers={"Content-Range": span, "ETag": '"v1"'})
+
+    cdn = await start_cdn(handler)
+    async with cdn_client(cdn, ManualClock()) as client:
+        path = await client.download(cdn_job(cdn), tmp_path / "v.mp4")
+    assert path.read_bytes() == whole
+
+
+async def test_a_range_cut_short_on_the_last_attempt_says_how_short(
+    start_cdn: StartCdn, tmp_path: Path
+) -> None:
+    async def handler(request: web.Request) -> web.StreamResponse:
+        if "Range" not in request.headers:
+            return await cut_short(request, at=10_000, headers={"ETag": '"v1"'})
+        span = f"bytes 10000-19999/{len(VIDEO)}"
+        return video(VIDEO[10_000:20_000], status=206, headers={"Content-Range": span})
+
+    cdn = await start_cdn(handler)
+    async with cdn_client(cdn, ManualClock(), RecordedBackoff(max_attempts=2)) as client:
+        with pytest.raises(errors.DownloadError) as caught:
+            await client.download(cdn_job(cdn), tmp_path / "v.mp4")
+    assert str(caught.value) == (
+        "download failed after 2 attempts: connection ended after 20000 of 30000 bytes"
+    )
+    assert isinstance(caught.value.__cause__, errors.TransportError)
+    assert caught.value.__cause__.task_id == "t1"
+
+
+@pytest.mark.parametrize(
+    ("content_range", "shown"),
+    [("bytes 5000-29999/30000", "bytes 5000-29999/30000"), (None, "no Content-Range")],
+)
+async def test_a_range_answer_that_never_fits_fails_saying_why(
+    start_cdn: StartCdn, tmp_path: Path, content_range: str | None, shown: str
+) -> None:
+    async def handler(request: web.Request) -> web.StreamResponse:
+        if "Range" not in request.headers:
+            return await cut_short(request, at=12_000, headers={"ETag": '"v1"'})
+        # Asked for bytes=12000-: a 206 from byte 5000, or with no range named at all.
+        headers = {"Content-Range": content_range} if content_range else {}
+        return video(VIDEO[5_000:], status=206, headers=headers)
+
+    cdn = await start_cdn(handler)
+    async with cdn_client(cdn, ManualClock()) as client:
+        with pytest.raises(errors.DownloadError) as caught:
+            await client.download(cdn_job(cdn), tmp_path / "v.mp4")
+    assert str(caught.value) == (
+        "download failed after 4 attempts: the server answered with a range that does not "
+        f"continue the file ({shown})"
+    )
+    assert isinstance(caught.value.__cause__, errors.TransportError)
+    assert caught.value.__cause__.task_id == "t1"
+    assert [h.get("Range") for h in cdn.seen] == [None, "bytes=12000-"] * 2
+
+
+async def test_a_range_answered_with_the_whole_file_restarts_it(
+    start_cdn: StartCdn, tmp_path: Path
+) -> None:
+    async def handler(request: web.Request) -> web.StreamResponse:
+        if "Range" not in request.headers:
+            return await cut_short(request, at=12_000, headers={"ETag": '"v1"'})
+        return rest_of_video(0)
+
+    cdn = await start_cdn(handler)
+    async with cdn_client(cdn, ManualClock()) as client:
+        path = await client.download(cdn_job(cdn), tmp_path / "v.mp4")
+    assert path.read_bytes() == VIDEO
+    assert len(cdn.seen) == 2
+
+
+async def test_a_folder_removed_between_attempts_never_yields_a_patched_file(
+    start_cdn: StartCdn, tmp_path: Path
+) -> None:
+    folder = tmp_path / "out"
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        if "Range" not in request.headers:
+            return await cut_short(request, at=12_000, headers={"ETag": '"v1"'})
+        shutil.rmtree(folder)  # the bytes already fetched are gone
+        return rest_of_video(12_000)
+
+    cdn = await start_cdn(handler)
+    async with cdn_client(cdn, ManualClock()) as client:
+        try:
+            path = await client.download(cdn_job(cdn), folder / "v.mp4")
+        except OSError:
+            assert not folder.exists() or list(folder.iterdir()) == []
+        else:
+            assert path.read_bytes() == VIDEO

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from asyncvideo import Job, JobState, errors
+from asyncvideo import Job, JobError, JobState, errors
 from asyncvideo.providers._parse import (
     api_error,
     is_not_ready,
@@ -317,3 +319,261 @@ def test_an_upstream_error_inside_a_message_is_unwrapped() -> None:
 )
 def test_not_ready_answers(status: int, body: dict[str, object], expected: bool) -> None:
     assert is_not_ready(api_error(status, json.dumps(body).encode(), {})) is expected
+
+
+# -- edges found by mutation testing (mutmut on _parse.py) --------------------------------
+
+
+@pytest.fixture
+def tokyo_local_time(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """A local zone nine hours east of UTC, so "naive means UTC" is visible."""
+    monkeypatch.setenv("TZ", "Asia/Tokyo")
+    time.tzset()
+    yield
+    monkeypatch.undo()
+    time.tzset()
+
+
+@pytest.mark.usefixtures("tokyo_local_time")
+def test_iso_timestamps_are_utc_whatever_the_local_zone() -> None:
+    expected = datetime(2022, 1, 1, tzinfo=UTC)
+    for text in ("2022-01-01T00:00:00", "2022-01-01T09:00:00+09:00", "2021-12-31T19:00:00-05:00"):
+        parsed = parse_timestamp(text)
+        assert parsed == expected, text
+        assert parsed is not None
+        assert parsed.utcoffset() == timedelta(0), text
+
+
+@pytest.mark.parametrize("value", [0, -5, "0", float("inf"), "nan", True, False, [1], {"s": 1}])
+def test_unset_or_impossible_timestamps_are_none(value: object) -> None:
+    # new-api sends finish_time 0 until a task finishes.
+    assert parse_timestamp(value) is None
+
+
+def test_expiry_inside_the_result_object() -> None:
+    body = {"id": "v", "status": "completed", "result": {"expires_at": 1735689600}}
+    job = parse_task(body, model="sora-2", provider="sora")
+    assert job.expires_at == datetime(2025, 1, 1, tzinfo=UTC)
+    assert parse_task({"id": "v", "status": "completed", "result": "x"}, model="m", provider="k")
+    assert (
+        parse_task({"id": "v", "status": "completed"}, model="m", provider="k").expires_at is None
+    )
+
+
+@pytest.mark.parametrize(
+    ("payload", "expected"),
+    [
+        # a relay's ``result: null`` beside the container that holds the URL
+        ({"result": None, "metadata": {"url": "https://cdn.example/a.mp4"}}, "a"),
+        ({"data": [], "output": {"video_url": "https://cdn.example/a.mp4"}}, "a"),
+        # a list of results: the first one's video, however deep, wins over the second's
+        (
+            {
+                "videos": [
+                    {"id": "v0", "content": {"url": "https://cdn.example/a.mp4"}},
+                    {"id": "v1", "url": "https://cdn.example/b.mp4"},
+                ]
+            },
+            "a",
+        ),
+    ],
+)
+def test_url_search_skips_empty_containers(payload: dict[str, object], expected: str) -> None:
+    job = parse_task({"id": "t", "status": "succeeded", **payload}, model="m", provider="kling")
+    assert job.video_url == f"https://cdn.example/{expected}.mp4"
+
+
+def test_a_url_before_success_is_not_the_video() -> None:
+    # A running task may echo its input image's URL; only a success names the video.
+    body = {"id": "t", "status": "processing", "metadata": {"url": "https://cdn.example/in.png"}}
+    assert parse_task(body, model="m", provider="kling").video_url is None
+
+
+def test_later_answers_keep_what_earlier_ones_said() -> None:
+    first = parse_task(
+        {
+            "id": "t",
+            "status": "succeeded",
+            "progress": 100,
+            "created_at": 1735689600,
+            "url": "https://cdn.example/v.mp4",
+        },
+        model="m",
+        provider="kling",
+    )
+    again = parse_task(
+        {"id": "t", "status": "succeeded"}, model="m", provider="kling", previous=first
+    )
+    assert again.video_url == "https://cdn.example/v.mp4"
+    assert again.created_at == datetime(2025, 1, 1, tzinfo=UTC)
+    running = parse_task({"id": "t", "status": "running", "progress": 60}, model="m", provider="k")
+    later = parse_task({"id": "t", "status": "running"}, model="m", provider="k", previous=running)
+    assert later.progress == 60
+
+
+def test_a_poll_answer_that_names_no_id_keeps_its_result_under_data() -> None:
+    body = {"status": "succeeded", "data": {"video_url": "https://cdn.example/v.mp4"}}
+    job = parse_task(body, model="m", provider="kling", task_id="t")
+    assert (job.id, job.state) == ("t", JobState.SUCCEEDED)
+    assert job.video_url == "https://cdn.example/v.mp4"
+
+
+def test_a_body_without_a_status_word() -> None:
+    job = parse_task({"id": "t"}, model="m", provider="kling")
+    assert (job.id, job.native_status) == ("t", None)
+
+
+@pytest.mark.parametrize(
+    ("payload", "task_id"),
+    [
+        # new-api's submit answer: the envelope's data holds only the task id
+        ({"code": "success", "message": "", "data": {"task_id": "t9"}}, "t9"),
+        # no status anywhere, and a data object that is not a task: the outer body counts
+        ({"task_id": "t1", "data": {"prompt": "a fox"}}, "t1"),
+    ],
+)
+def test_envelopes_are_unwrapped_only_around_a_task(
+    payload: dict[str, object], task_id: str
+) -> None:
+    assert parse_task(payload, model="m", provider="kling").id == task_id
+
+
+def test_protocol_errors_say_what_was_wrong() -> None:
+    with pytest.raises(errors.ProtocolError, match="expected a JSON object for a task, got list"):
+        parse_task([], model="m", provider="kling")
+    with pytest.raises(errors.ProtocolError, match=r"^the gateway's answer names no task id$"):
+        parse_task({"status": "queued"}, model="m", provider="kling")
+
+
+@pytest.mark.parametrize(
+    ("fields", "code", "message"),
+    [
+        ({"error": {"msg": "nsfw"}}, None, "nsfw"),
+        ({"error": {"message": "blocked"}}, None, "blocked"),
+        ({"error": {"code": "E1"}}, "E1", "E1"),
+        ({"error": {"type": "moderation", "message": "blocked"}}, "moderation", "blocked"),
+        ({"error": {"code": 1301.0, "message": "nsfw"}}, "1301", "nsfw"),
+        ({"error": "  nsfw "}, None, "nsfw"),
+        ({"failure_reason": "too long"}, None, "too long"),
+        ({"error_message": "bad prompt", "error_code": 7}, "7", "bad prompt"),
+        ({"fail_reason": "nsfw", "error_code": "1301"}, "1301", "nsfw"),
+        ({"error": {}}, None, "the gateway reported FAILURE"),
+        ({}, None, "the gateway reported FAILURE"),
+    ],
+)
+def test_every_shape_of_a_task_failure(
+    fields: dict[str, object], code: str | None, message: str
+) -> None:
+    job = parse_task(
+        {"task_id": "t", "status": "FAILURE", **fields}, model="kling-v1", provider="kling"
+    )
+    assert job.error == JobError(code=code, message=message)
+
+
+def test_a_success_never_carries_an_error() -> None:
+    # Old relays put the URL of a success in fail_reason.
+    body = {"task_id": "t", "status": "SUCCESS", "fail_reason": "https://cdn.example/a.mp4"}
+    assert parse_task(body, model="kling-v1", provider="kling").error is None
+
+
+def test_a_renamed_task_is_logged_once_with_both_names(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level("DEBUG", logger="asyncvideo")
+    same = parse_task({"id": "video_AAA", "status": "queued"}, model="m", provider="sora")
+    parse_task({"id": "video_AAA", "status": "queued"}, model="m", provider="sora", previous=same)
+    parse_task(
+        {"id": "video_AAA", "status": "queued"}, model="m", provider="sora", task_id="video_AAA"
+    )
+    assert caplog.records == []
+    parse_task({"id": "video_BBB", "status": "queued"}, model="m", provider="sora", previous=same)
+    assert [r.getMessage() for r in caplog.records] == [
+        "task video_AAA is called video_BBB in this answer; keeping video_AAA"
+    ]
+
+
+def test_retry_after_edges() -> None:
+    date = "Thu, 01 Jan 2099 00:00:00 GMT"
+    at = datetime(2099, 1, 1, tzinfo=UTC).timestamp()
+    assert parse_retry_after({"Retry-After": date}, now=at - 30) == 30.0
+    assert parse_retry_after({"Retry-After": "Thu, 01 Jan 2015 00:00:00 GMT"}) == 0.0
+    assert parse_retry_after({"retry-after-ms": "0"}) == 0.0
+    assert parse_retry_after({"Retry-After": "0"}) == 0.0
+    assert parse_retry_after({"Retry-After": "0.5"}) == 0.5
+    # An unreadable or negative retry-after-ms falls back to Retry-After.
+    assert parse_retry_after({"retry-after-ms": "soon", "Retry-After": "3"}) == 3.0
+    assert parse_retry_after({"retry-after-ms": "-5", "Retry-After": "3"}) == 3.0
+    assert parse_retry_after({"retry-after-ms": "inf"}) is None
+    for junk in ("-3", "inf", "nan"):
+        assert parse_retry_after({"Retry-After": junk}) is None, junk
+    # What the LiteLLM proxy forwards from its upstream.
+    assert parse_retry_after({"llm_provider-retry-after": "4"}) == 4.0
+
+
+def test_error_bodies_without_a_message() -> None:
+    assert api_error(500, b"{}", {}).message == "HTTP 500"
+    assert api_error(502, b"", {}).message == "HTTP 502"
+    assert api_error(400, b'{"code": 1, "msg": "bad size"}', {}).message == "bad size"
+    html = api_error(502, b"<p>" + b"x" * 500, {})
+    assert html.message == "HTTP 502 with a non-JSON body: <p>" + "x" * 117
+
+
+@pytest.mark.parametrize("status", [405, 409, 410, 418])
+def test_other_client_errors_are_plain_api_errors(status: int) -> None:
+    assert type(api_error(status, b"{}", {})) is errors.APIError
+
+
+@pytest.mark.parametrize("param", ["task_id", "video_id", "id"])
+def test_a_400_about_the_task_parameter_is_not_found(param: str) -> None:
+    body = json.dumps({"message": "invalid", "param": param}).encode()
+    assert type(api_error(400, body, {}, task_id="t")) is errors.NotFoundError
+    assert type(api_error(400, body, {})) is errors.InvalidRequestError
+
+
+def test_an_embedded_error_brings_its_type_and_param() -> None:
+    upstream = {
+        "error": {
+            "message": "Your prompt was blocked",
+            "type": "invalid_request_error",
+            "param": "prompt",
+            "code": "content_policy",
+        }
+    }
+    # LiteLLM appends more text after the upstream's JSON.
+    outer = {
+        "error": {
+            "message": (
+                f"litellm.BadRequestError: {json.dumps(upstream)}. Received Model Group=sora-2"
+            ),
+            "type": "None",
+            "param": "model",
+            "code": "400",
+        }
+    }
+    error = api_error(400, json.dumps(outer).encode(), {})
+    assert (error.message, error.code, error.type, error.param) == (
+        "Your prompt was blocked",
+        "content_policy",
+        "invalid_request_error",
+        "prompt",
+    )
+    bare = {"error": {"message": json.dumps({"message": "gone"}), "type": "t1", "param": "p1"}}
+    kept = api_error(400, json.dumps(bare).encode(), {})
+    assert (kept.message, kept.type, kept.param) == ("gone", "t1", "p1")
+
+
+def test_rate_limit_errors_carry_every_field() -> None:
+    body = b'{"error": {"message": "slow down", "code": "rate_limit", "type": "t", "param": "p"}}'
+    error = api_error(429, body, {"Retry-After": "2"}, task_id="t9")
+    assert isinstance(error, errors.RateLimitError)
+    assert (error.message, error.code, error.type, error.param, error.task_id) == (
+        "slow down",
+        "rate_limit",
+        "t",
+        "p",
+        "t9",
+    )
+    assert (error.status, error.retry_after) == (429, 2.0)
+
+
+def test_a_lowercase_z_is_utc_too() -> None:
+    # RFC 3339 allows "z"; Python 3.11's fromisoformat does not.
+    assert parse_timestamp("2022-01-01T00:00:00z") == datetime(2022, 1, 1, tzinfo=UTC)

@@ -34,6 +34,11 @@ from ._profiles import GATEWAYS as GATEWAYS
 from ._profiles import Endpoints as Endpoints
 from ._profiles import GatewayProfile as GatewayProfile
 from ._states import JobState as JobState
+from ._transport import AiohttpTransport as AiohttpTransport
+from ._transport import AsyncTransport as AsyncTransport
+from ._transport import FilePart as FilePart
+from ._transport import HTTPRequest as HTTPRequest
+from ._transport import HTTPResponse as HTTPResponse
 from ._transport import Timeouts as Timeouts
 from ._version import __version__ as __version__
 from .providers import KNOWN_MODELS as KNOWN_MODELS
@@ -41,6 +46,8 @@ from .providers import KNOWN_MODELS as KNOWN_MODELS
 __all__ = [
     "GATEWAYS",
     "KNOWN_MODELS",
+    "AiohttpTransport",
+    "AsyncTransport",
     "Client",
     "Clock",
     "DownloadedEvent",
@@ -48,7 +55,10 @@ __all__ = [
     "Event",
     "EventHandler",
     "FailedEvent",
+    "FilePart",
     "GatewayProfile",
+    "HTTPRequest",
+    "HTTPResponse",
     "ImageInput",
     "Job",
     "JobError",

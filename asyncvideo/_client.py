@@ -14,7 +14,6 @@ from types import TracebackType
 from typing import Any
 from urllib.parse import quote
 
-import aiohttp
 import anyio
 import attrs
 
@@ -24,9 +23,17 @@ from ._events import EventHandler
 from ._models import ImageInput, Job, Limits, Outcome, VideoRequest, is_url
 from ._polling import PollPolicy, RetryPolicy
 from ._profiles import GatewayProfile, resolve_gateway
+from ._retry import TRANSIENT_ERRORS, RetryDecision
 from ._scheduler import Batch
 from ._states import JobState
-from ._transport import TRANSIENT_ERRORS, Body, Timeouts, Transport
+from ._transport import (
+    AiohttpTransport,
+    AsyncTransport,
+    ClientSession,
+    FilePart,
+    GatewayConnection,
+    Timeouts,
+)
 from .errors import (
     APIError,
     ConfigurationError,
@@ -63,23 +70,13 @@ def _image_from_bytes(data: bytes, name: str, filename: str | None = None) -> Im
     return ImageData(data=data, filename=filename or name, content_type=guessed)
 
 
-def _form_factory(body: CreateBody) -> Body:
-    if body.json is not None:
-        return body.json
-
-    def build() -> aiohttp.FormData:
-        # The seeds require multipart even without a file; aiohttp would otherwise
-        # send a text-only form urlencoded.
-        form = aiohttp.FormData(default_to_multipart=True)
-        for key, value in (body.form or {}).items():
-            form.add_field(key, value)
-        for key, image in body.files.items():
-            form.add_field(
-                key, image.data or b"", filename=image.filename, content_type=image.content_type
-            )
-        return form
-
-    return build
+def _file_parts(body: CreateBody) -> dict[str, FilePart] | None:
+    if not body.files:
+        return None
+    return {
+        key: FilePart(image.data or b"", image.filename, image.content_type)
+        for key, image in body.files.items()
+    }
 
 
 class Client:
@@ -120,6 +117,8 @@ class Client:
         routes: Mapping[str, str] | None = None,
         clock: Clock | None = None,
         seed: int | None = None,
+        transport: AsyncTransport | None = None,
+        session: ClientSession | None = None,
     ) -> None:
         api_key = api_key or os.environ.get("ASYNCVIDEO_API_KEY")
         base_url = base_url or os.environ.get("ASYNCVIDEO_BASE_URL")
@@ -129,6 +128,8 @@ class Client:
             raise ConfigurationError(
                 "no gateway URL: pass base_url='https://...' or set ASYNCVIDEO_BASE_URL"
             )
+        if transport is not None and session is not None:
+            raise ConfigurationError("pass transport= or session=, not both")
         self.gateway = resolve_gateway(gateway)
         self.limits = limits or Limits()
         self.poll_policy = poll_policy or PollPolicy()
@@ -136,31 +137,39 @@ class Client:
         self.clock: Clock = clock or SystemClock()
         self._rng = random.Random(seed)
         self._router = Router(routes)
-        self._transport = Transport(
+        timeouts = timeouts or Timeouts()
+        if transport is None:
+            transport = AiohttpTransport(
+                session=session, timeouts=timeouts, max_connections=self.limits.max_connections
+            )
+        self._connection = GatewayConnection(
+            transport=transport,
             api_key=api_key,
             base_url=base_url,
             clock=self.clock,
-            retry=self.retry_policy,
-            timeouts=timeouts or Timeouts(),
-            max_connections=self.limits.max_connections,
+            retry=RetryDecision(
+                self.retry_policy,
+                self._rng,
+                self.clock,
+                honours_idempotency_keys=self.gateway.honours_idempotency_keys,
+            ),
+            request_timeout=timeouts.request,
             requests_per_second=self.limits.requests_per_second,
-            honours_idempotency_keys=self.gateway.honours_idempotency_keys,
-            rng=self._rng,
         )
         self._slots: dict[str, asyncio.Semaphore] = {}
         self._batches: set[tuple[asyncio.Task[None], anyio.CancelScope]] = set()
 
     def __repr__(self) -> str:
-        return f"Client(base_url={self._transport.base_url!r}, gateway={self.gateway.name!r})"
+        return f"Client(base_url={self._connection.base_url!r}, gateway={self.gateway.name!r})"
 
     @property
     def base_url(self) -> str:
-        return self._transport.base_url
+        return self._connection.base_url
 
     @property
     def request_count(self) -> int:
         """HTTP requests this client has sent (retries and downloads included)."""
-        return self._transport.request_count
+        return self._connection.request_count
 
     async def __aenter__(self) -> Client:
         return self
@@ -181,7 +190,7 @@ class Client:
         if batches:
             with anyio.CancelScope(shield=True):
                 await asyncio.wait([task for task, _ in batches])
-        await self._transport.aclose()
+        await self._connection.aclose()
 
     # -- limits ---------------------------------------------------------------------------
 
@@ -273,13 +282,15 @@ class Client:
         key = request.idempotency_key or uuid.uuid4().hex
         endpoints = self.gateway.endpoints(provider.wire)
         async with self._slot("create"):
-            payload = await self._transport.request_json(
+            payload = await self._connection.request_json(
                 "POST",
                 endpoints.create,
                 provider=provider.name,
-                body=_form_factory(body),
+                kind="create",
+                json=body.json,
+                form=body.form,
+                files=_file_parts(body),
                 headers={"Idempotency-Key": key},
-                retry_mode="create",
                 idempotency_key=key,
             )
         try:
@@ -303,7 +314,7 @@ class Client:
         """
         provider = PROVIDERS[job.provider]
         async with self._slot("poll"):
-            payload = await self._transport.request_json(
+            payload = await self._connection.request_json(
                 "GET", self._status_path(job), provider=provider.name, task_id=job.id
             )
         return provider.parse(payload, model=job.model, task_id=job.id, previous=job)
@@ -321,7 +332,7 @@ class Client:
         adapter = self._router.provider_for(model, provider)
         placeholder = Job(id=task_id, model=model, provider=adapter.name, state=JobState.QUEUED)
         async with self._slot("poll"):
-            payload = await self._transport.request_json(
+            payload = await self._connection.request_json(
                 "GET", self._status_path(placeholder), provider=adapter.name, task_id=task_id
             )
         return adapter.parse(payload, model=model, task_id=task_id)
@@ -404,7 +415,7 @@ class Client:
         content = self.gateway.endpoints(provider.wire).content
         sources = [job.video_url] if job.video_url and variant is None else []
         if content is not None:
-            content_url = self._transport.url(content.replace("{id}", quote(job.id, safe="")))
+            content_url = self._connection.url(content.replace("{id}", quote(job.id, safe="")))
             # A relay may give its own content endpoint as the video URL (new-api does for Sora).
             if content_url not in sources:
                 sources.append(content_url)
@@ -414,14 +425,12 @@ class Client:
             for number, url in enumerate(sources, start=1):
                 try:
                     return await download_to_file(
-                        self._transport,
+                        self._connection,
                         url,
                         path,
                         provider=provider.name,
                         task_id=job.id,
                         clock=self.clock,
-                        retry=self.retry_policy,
-                        rng=self._rng,
                         params={"variant": variant} if variant else None,
                     )
                 except APIError as exc:

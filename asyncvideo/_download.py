@@ -20,20 +20,17 @@ from __future__ import annotations
 
 import functools
 import os
-import random
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import BinaryIO
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-import aiohttp
 import anyio
-from yarl import URL
 
 from ._clock import Clock
-from ._polling import RetryPolicy
-from ._transport import Transport
+from ._transport import GatewayConnection, HTTPResponse
 from .errors import APIError, DownloadError, IntegrityError, TransportError
-from .providers._parse import is_not_ready, parse_json_object
+from .providers._parse import parse_json_object
 
 __all__ = ["download_to_file", "looks_like_mp4", "mp4_boxes_end", "safe_filename"]
 
@@ -121,32 +118,36 @@ def _error_summary(body: bytes) -> str:
 
 
 async def download_to_file(
-    transport: Transport,
+    connection: GatewayConnection,
     url: str,
     dest: Path,
     *,
     provider: str,
     task_id: str | None,
     clock: Clock,
-    retry: RetryPolicy,
-    rng: random.Random,
-    params: dict[str, str] | None = None,
+    params: Mapping[str, str] | None = None,
 ) -> int:
     """Stream ``url`` into ``dest``; returns the number of bytes written.
 
     Raises:
         IntegrityError: the body is not an MP4 or its length is wrong.
-        DownloadError: the server sent something that is not a video.
+        DownloadError: the server sent something that is not a video, or the
+            transfer kept failing.
         APIError: the server answered with an error status.
     """
     if params:
-        url = str(URL(url).update_query(params))
+        url = _with_query(url, params)
     part = dest.with_name(dest.name + ".part")
     offset = 0
     validator: str | None = None  # ETag or Last-Modified of the bytes already in .part
-    attempt = 0
-    not_ready_until = clock.monotonic() + retry.not_ready_window
-    not_ready_waits = 0
+    attempt = not_ready_waits = 0
+    # Only the gateway's own content endpoint lags behind a success; a CDN that
+    # says "not ready" falls back to that endpoint at once instead.
+    not_ready_until = (
+        clock.monotonic() + connection.retry.policy.not_ready_window
+        if connection.is_gateway_origin(connection.url(url))
+        else None
+    )
     handle: BinaryIO | None = None
     try:
         while True:
@@ -155,15 +156,14 @@ async def download_to_file(
                 headers["Range"] = f"bytes={offset}-"
                 headers["If-Range"] = validator
             try:
-                async with transport.stream(
+                async with connection.stream(
                     url, headers=headers, task_id=task_id, provider=provider
                 ) as response:
                     content_type = response.headers.get("Content-Type", "").lower()
                     if content_type.startswith(_NOT_VIDEO_TYPES):
-                        body = await response.content.read(64 * 1024)
+                        body = await response.read(64 * 1024)
                         raise DownloadError(
-                            f"expected a video, got {content_type or 'no content type'}: "
-                            f"{_error_summary(body)}",
+                            f"expected a video, got {content_type}: {_error_summary(body)}",
                             task_id=task_id,
                         )
                     encoded = _is_encoded(response)
@@ -188,7 +188,7 @@ async def download_to_file(
                     handle = _open_part(part, offset)
                     written = offset
                     head: bytes | None = None if offset else b""
-                    async for chunk in response.content.iter_any():
+                    async for chunk in response.iter_bytes():
                         if head is not None:
                             head += chunk[:8]
                             if len(head) >= 8:
@@ -215,34 +215,20 @@ async def download_to_file(
                     await anyio.to_thread.run_sync(_finish, handle, part, dest)
                     handle = None
                     return written
-            except (
-                TransportError,
-                aiohttp.ClientPayloadError,
-                aiohttp.ClientConnectionError,
-            ) as exc:
-                attempt += 1
-                if attempt >= retry.max_attempts:
-                    raise DownloadError(
-                        f"download failed after {attempt} attempts: {exc}", task_id=task_id
-                    ) from exc
-                await clock.sleep(retry.backoff(attempt - 1, rng))
-            except APIError as exc:
-                # Only the gateway's own content endpoint lags behind a success; a CDN
-                # that says "not ready" falls back to that endpoint at once instead.
-                lagging = is_not_ready(exc) and transport.is_gateway_origin(url)
-                if lagging and clock.monotonic() < not_ready_until:
-                    # Not a failed attempt: the video exists, the endpoint lags behind.
-                    delay = retry.backoff(not_ready_waits, rng)
+            except (TransportError, APIError) as exc:
+                exc.task_id = task_id  # a body cut while reading does not know its task
+                wait = connection.retry.after(
+                    "download",
+                    attempt,
+                    exc,
+                    not_ready_waits=not_ready_waits,
+                    not_ready_until=not_ready_until,
+                )
+                if wait.counted:
+                    attempt += 1
+                else:
                     not_ready_waits += 1
-                    await clock.sleep(min(delay, max(0.0, not_ready_until - clock.monotonic())))
-                    continue
-                if exc.status not in (408, 429, 500, 502, 503, 504):
-                    raise
-                attempt += 1
-                if attempt >= retry.max_attempts:
-                    raise
-                retry_after = getattr(exc, "retry_after", None)
-                await clock.sleep(retry.backoff(attempt - 1, rng, retry_after))
+                await clock.sleep(wait.delay)
     except BaseException:
         # Keep a resumable .part only while this call is retrying; a failed or
         # cancelled download leaves nothing behind that could pass for a video.
@@ -253,7 +239,13 @@ async def download_to_file(
         raise
 
 
-def _body_start(response: aiohttp.ClientResponse, offset: int, *, asked: bool) -> int | None:
+def _with_query(url: str, params: Mapping[str, str]) -> str:
+    parts = urlsplit(url)
+    query = [*parse_qsl(parts.query, keep_blank_values=True), *params.items()]
+    return urlunsplit(parts._replace(query=urlencode(query)))
+
+
+def _body_start(response: HTTPResponse, offset: int, *, asked: bool) -> int | None:
     """Where in the file this body starts: 0 for a whole body, ``offset`` for the range
     asked for, ``None`` for a range that would not continue the file."""
     if response.status != 206:
@@ -267,18 +259,20 @@ def _body_start(response: aiohttp.ClientResponse, offset: int, *, asked: bool) -
     return None
 
 
-def _is_encoded(response: aiohttp.ClientResponse) -> bool:
+def _is_encoded(response: HTTPResponse) -> bool:
     return response.headers.get("Content-Encoding", "identity").strip().lower() not in (
         "",
         "identity",
     )
 
 
-def _expected_total(response: aiohttp.ClientResponse, offset: int) -> int | None:
+def _expected_total(response: HTTPResponse, offset: int) -> int | None:
     if response.status == 206:
         content_range = response.headers.get("Content-Range", "")
         _, _, total_text = content_range.rpartition("/")
         if total_text.isdigit():
             return int(total_text)
-    length = response.content_length
-    return None if length is None else length + (offset if response.status == 206 else 0)
+    length_text = response.headers.get("Content-Length", "").strip()
+    if not length_text.isdigit():
+        return None
+    return int(length_text) + (offset if response.status == 206 else 0)

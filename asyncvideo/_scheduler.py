@@ -44,8 +44,8 @@ from ._events import (
 from ._journal import Journal, JournalEntry, fingerprint
 from ._models import Job, Outcome, VideoRequest
 from ._polling import PollPolicy
+from ._retry import TRANSIENT_ERRORS
 from ._states import JobState
-from ._transport import TRANSIENT_ERRORS
 from .errors import (
     AsyncVideoError,
     AuthenticationError,

@@ -123,7 +123,7 @@ async def test_a_429_storm_slows_the_client_and_the_batch_completes(
     fast_gateway.set_config(rate_limit=150.0, retry_after="none")
     async with scaled_client(fast_gateway, limits=Limits(max_active_jobs=80)) as client:
         outcomes = await collect(client, prompts(120), tmp_path)
-        limiter = client._transport.rate_limiter("sora")
+        limiter = client._connection.rate_limiter("sora")
         assert limiter.throttle_count > 0
         assert limiter.rate is not None  # paced now, where it started unpaced
     assert all(o.ok for o in outcomes), [o.error for o in outcomes if o.error][:3]

@@ -10,7 +10,7 @@ from typing import ClassVar, Literal
 
 import attrs
 
-from .._models import Job, VideoRequest, is_url, parse_size
+from .._models import Job, VideoRequest, parse_size
 from ..errors import ValidationError
 from ._parse import parse_task
 
@@ -124,10 +124,6 @@ class Provider:
     def check_model(self, request: VideoRequest) -> None:
         """Model-specific rules (tiers, required images); none by default."""
 
-    def local_files_allowed(self, request: VideoRequest) -> bool:
-        """Whether a path or bytes may be given as an image (else URLs only)."""
-        return True
-
     def build(self, request: VideoRequest, images: Mapping[str, ImageData]) -> CreateBody:
         """The create body; ``images`` holds the loaded ``image``/``last_frame``."""
         raise NotImplementedError
@@ -175,7 +171,3 @@ def size_parts(size: str) -> tuple[int, int]:
     if parts is None:  # pragma: no cover - VideoRequest refuses these
         raise ValidationError(f"size must look like '1920x1080', got {size!r}", field="size")
     return parts
-
-
-def is_local(value: object) -> bool:
-    return value is not None and not is_url(value)

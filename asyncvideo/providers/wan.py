@@ -77,9 +77,6 @@ class WanProvider(Provider):
         }
     )
 
-    def local_files_allowed(self, request: VideoRequest) -> bool:
-        return False
-
     def check_model(self, request: VideoRequest) -> None:
         model, kind = request.model, wan_kind(request.model)
         if request.image is not None:

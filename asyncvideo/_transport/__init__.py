@@ -1,0 +1,23 @@
+"""The transport seam (:class:`AsyncTransport`), its aiohttp implementation, and the
+connection to one gateway above it."""
+
+from __future__ import annotations
+
+from ._aiohttp import AiohttpTransport, ClientSession, Timeouts
+from ._base import AsyncTransport, FilePart, HTTPRequest, HTTPResponse
+from ._connection import GatewayConnection, origin_of
+
+__all__ = [
+    "AiohttpTransport",
+    "AsyncTransport",
+    "ClientSession",
+    "FilePart",
+    "GatewayConnection",
+    "HTTPRequest",
+    "HTTPResponse",
+    "Timeouts",
+    "origin_of",
+]
+
+for _cls in (AiohttpTransport, AsyncTransport, FilePart, HTTPRequest, HTTPResponse):
+    _cls.__module__ = "asyncvideo"

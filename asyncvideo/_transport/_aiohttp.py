@@ -1,0 +1,186 @@
+"""The default transport: aiohttp, behind :class:`~asyncvideo.AsyncTransport`.
+
+This is the only module of the SDK (``asyncvideo.testing`` aside) that
+imports aiohttp, and the only place where aiohttp's exceptions become the
+SDK's: one table, used for sending and for reading bodies alike.
+"""
+
+from __future__ import annotations
+
+import builtins
+import json
+from collections.abc import AsyncIterator, Mapping
+from urllib.parse import urlsplit
+
+import aiohttp
+import attrs
+
+from .._version import __version__
+from ..errors import ConfigurationError, ConnectError, TimeoutError, TransportError
+from ._base import HTTPRequest, HTTPResponse
+
+__all__ = ["AiohttpTransport", "ClientSession", "Timeouts"]
+
+#: What ``Client(session=...)`` takes: an aiohttp session of the caller's.
+ClientSession = aiohttp.ClientSession
+
+
+@attrs.frozen(kw_only=True)
+class Timeouts:
+    """Network timeouts in seconds.
+
+    Args:
+        connect: to open a connection (a create that times out here was never sent).
+        read: between bytes of an answer; a stalled download fails after this.
+        request: the whole of one JSON request/answer (not downloads).
+    """
+
+    connect: float = 10.0
+    read: float = 60.0
+    request: float = 120.0
+
+
+Timeouts.__module__ = "asyncvideo"
+
+
+def _sdk_error(exc: BaseException, url: str) -> TransportError:
+    """The one mapping from what aiohttp raises to what the SDK raises."""
+    host = urlsplit(url).netloc
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        return ConnectError(f"cannot connect to {host}: {exc.strerror or exc}")
+    if isinstance(exc, aiohttp.ConnectionTimeoutError):
+        return ConnectError(f"timed out connecting to {host}")
+    if isinstance(exc, builtins.TimeoutError):
+        return TimeoutError(f"no answer from {host} in time")
+    # The exception's own text only: a ClientResponseError's repr carries request headers.
+    return TransportError(f"{type(exc).__name__} talking to {host}: {exc}")
+
+
+_MAPPED = (aiohttp.ClientError, OSError, builtins.TimeoutError)
+
+
+class _Response:
+    """An aiohttp response seen through :class:`HTTPResponse`."""
+
+    __slots__ = ("_response", "_url")
+
+    def __init__(self, response: aiohttp.ClientResponse, url: str) -> None:
+        self._response = response
+        self._url = url
+
+    @property
+    def status(self) -> int:
+        return self._response.status
+
+    @property
+    def headers(self) -> Mapping[str, str]:
+        return self._response.headers
+
+    async def iter_bytes(self) -> AsyncIterator[bytes]:
+        try:
+            async for chunk in self._response.content.iter_any():
+                yield chunk
+        except _MAPPED as exc:
+            raise _sdk_error(exc, self._url) from exc
+
+    async def read(self, limit: int | None = None) -> bytes:
+        try:
+            if limit is None:
+                return await self._response.read()
+            return await self._response.content.read(limit)
+        except _MAPPED as exc:
+            raise _sdk_error(exc, self._url) from exc
+
+    async def aclose(self) -> None:
+        self._response.release()
+
+
+class AiohttpTransport:
+    """Sends requests with one aiohttp session and connection pool.
+
+    Args:
+        session: a session of your own (proxies, tracing, a custom connector);
+            it is used as is and not closed by the SDK. Without one, the
+            transport makes and owns a session.
+        timeouts: connect/read/request timeouts.
+        max_connections: the size of the pool it makes (ignored with ``session``).
+
+    Example:
+        >>> async def main() -> None:  # doctest: +SKIP
+        ...     async with aiohttp.ClientSession(trust_env=True) as session:
+        ...         client = Client(api_key="sk-...", base_url="https://gw", session=session)
+    """
+
+    def __init__(
+        self,
+        *,
+        session: aiohttp.ClientSession | None = None,
+        timeouts: Timeouts | None = None,
+        max_connections: int = 100,
+    ) -> None:
+        self._timeouts = timeouts or Timeouts()
+        self._max_connections = max_connections
+        self._session = session
+        self._owns_session = session is None
+        self._closed = False
+
+    def __repr__(self) -> str:
+        return f"<AiohttpTransport {'own' if self._owns_session else 'shared'} session>"
+
+    def _get_session(self) -> aiohttp.ClientSession:
+        if self._closed:
+            raise ConfigurationError("this client is closed; create a new Client")
+        if self._session is None or (self._owns_session and self._session.closed):
+            connector = aiohttp.TCPConnector(
+                limit=self._max_connections, limit_per_host=self._max_connections
+            )
+            self._session = aiohttp.ClientSession(
+                connector=connector,
+                headers={"User-Agent": f"asyncvideo/{__version__}"},
+                timeout=aiohttp.ClientTimeout(
+                    total=None, connect=self._timeouts.connect, sock_read=self._timeouts.read
+                ),
+            )
+        return self._session
+
+    async def send(self, request: HTTPRequest) -> HTTPResponse:
+        session = self._get_session()
+        timeouts = self._timeouts
+        headers = dict(request.headers)
+        if request.json is not None:
+            headers.setdefault("Content-Type", "application/json")
+        try:
+            response = await session.request(
+                request.method,
+                request.url,
+                headers=headers,
+                data=_body(request),
+                allow_redirects=False,
+                timeout=aiohttp.ClientTimeout(
+                    total=request.timeout, connect=timeouts.connect, sock_read=timeouts.read
+                ),
+            )
+        except _MAPPED as exc:
+            raise _sdk_error(exc, request.url) from exc
+        return _Response(response, request.url)
+
+    async def aclose(self) -> None:
+        self._closed = True
+        if self._owns_session and self._session is not None and not self._session.closed:
+            await self._session.close()
+        self._session = None
+
+
+def _body(request: HTTPRequest) -> aiohttp.FormData | str | None:
+    if request.form is not None or request.files:
+        # The seeds require multipart even without a file; aiohttp would otherwise
+        # send a text-only form urlencoded.
+        form = aiohttp.FormData(default_to_multipart=True)
+        for key, value in (request.form or {}).items():
+            form.add_field(key, value)
+        for key, part in (request.files or {}).items():
+            form.add_field(key, part.data, filename=part.filename, content_type=part.content_type)
+        return form
+    if request.json is not None:
+        return json.dumps(request.json, separators=(",", ":"))
+    return None

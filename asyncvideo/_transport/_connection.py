@@ -1,0 +1,251 @@
+"""One gateway, above the seam: base URL, auth, rate limits, redirects and retries.
+
+Everything here speaks :class:`~asyncvideo.AsyncTransport`, so it works the
+same over any HTTP stack. Two rules live here because they must hold whatever
+the transport: the API key goes only to the gateway's own origin (redirects
+are walked by hand and the key is dropped when they leave it), and every
+retry is asked of the one :class:`~asyncvideo._retry.RetryDecision`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from urllib.parse import urljoin, urlsplit
+
+import anyio
+
+from .._clock import Clock
+from .._ratelimit import AdaptiveRateLimiter
+from .._retry import RequestKind, RetryDecision
+from ..errors import APIError, ProtocolError, RateLimitError, TransportError
+from ..providers._parse import api_error, parse_json_object
+from ._base import AsyncTransport, FilePart, HTTPRequest, HTTPResponse
+
+__all__ = ["GatewayConnection", "origin_of"]
+
+logger = logging.getLogger("asyncvideo")
+
+_REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
+_MAX_REDIRECTS = 5
+# An error page is read only this far: enough for any message, bounded for a hostile one.
+_ERROR_BODY_LIMIT = 64 * 1024
+
+
+def origin_of(url: str) -> tuple[str, str, int | None]:
+    """``(scheme, host, port)`` with default ports filled in, for same-origin checks."""
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    port = parts.port or {"http": 80, "https": 443}.get(scheme)
+    return scheme, (parts.hostname or "").lower(), port
+
+
+class GatewayConnection:
+    """Sends requests to one gateway and turns answers into JSON or typed errors.
+
+    Args:
+        transport: the seam requests go through.
+        api_key: sent as a Bearer token, to the gateway's origin only.
+        base_url: the gateway; paths are taken relative to it.
+        clock: for rate limits and retry waits.
+        retry: the one retry decision.
+        request_timeout: seconds for one JSON request and its answer.
+        requests_per_second: a client-wide cap (None: only the adaptive limits).
+    """
+
+    def __init__(
+        self,
+        *,
+        transport: AsyncTransport,
+        api_key: str,
+        base_url: str,
+        clock: Clock,
+        retry: RetryDecision,
+        request_timeout: float,
+        requests_per_second: float | None,
+    ) -> None:
+        self._transport = transport
+        self._api_key = api_key
+        self.base_url = base_url.rstrip("/") + "/"
+        self._origin = origin_of(self.base_url)
+        self._clock = clock
+        self.retry = retry
+        self._request_timeout = request_timeout
+        # The client-wide cap; per-provider adaptive limiters sit in front of it.
+        self._global_rate = AdaptiveRateLimiter(clock, ceiling=requests_per_second)
+        self._provider_rates: dict[str, AdaptiveRateLimiter] = {}
+        self.request_count = 0
+
+    def __repr__(self) -> str:
+        return f"<GatewayConnection {self.base_url}>"
+
+    async def aclose(self) -> None:
+        await self._transport.aclose()
+
+    def rate_limiter(self, provider: str) -> AdaptiveRateLimiter:
+        """The adaptive rate shared by every request for ``provider``'s jobs."""
+        limiter = self._provider_rates.get(provider)
+        if limiter is None:
+            limiter = self._provider_rates[provider] = AdaptiveRateLimiter(self._clock)
+        return limiter
+
+    # -- URLs and headers ---------------------------------------------------------------
+
+    def url(self, path_or_url: str) -> str:
+        """An absolute URL: a path is taken relative to the gateway's base URL."""
+        if "://" in path_or_url:
+            return path_or_url
+        return self.base_url + path_or_url.lstrip("/")
+
+    def is_gateway_origin(self, url: str) -> bool:
+        return origin_of(url) == self._origin
+
+    def _headers_for(self, url: str, extra: Mapping[str, str] | None) -> dict[str, str]:
+        headers = dict(extra or {})
+        # URLs built from base_url skip the parse: they are the gateway by construction.
+        if url.startswith(self.base_url) or self.is_gateway_origin(url):
+            headers["Authorization"] = f"Bearer {self._api_key}"
+        return headers
+
+    # -- one exchange -------------------------------------------------------------------------
+
+    async def _send(
+        self, request: HTTPRequest, limiter: AdaptiveRateLimiter, task_id: str | None
+    ) -> tuple[HTTPResponse, float]:
+        sent_at = await limiter.acquire()
+        await self._global_rate.acquire()
+        self.request_count += 1
+        try:
+            return await self._transport.send(request), sent_at
+        except TransportError as exc:
+            exc.task_id = task_id
+            raise
+
+    async def _error_of(
+        self,
+        response: HTTPResponse,
+        limiter: AdaptiveRateLimiter,
+        sent_at: float,
+        task_id: str | None,
+        payload: bytes | None = None,
+    ) -> APIError:
+        if payload is None:
+            payload = await response.read(_ERROR_BODY_LIMIT)
+        error = api_error(response.status, payload, response.headers, task_id=task_id)
+        if isinstance(error, RateLimitError):
+            retry_after = error.retry_after
+            if retry_after is not None:  # a hostile Retry-After must not freeze a provider
+                retry_after = min(retry_after, self.retry.policy.max_retry_after)
+            limiter.on_throttled(sent_at, retry_after)
+        return error
+
+    # -- JSON requests ------------------------------------------------------------------------
+
+    async def request_json(
+        self,
+        method: str,
+        path: str,
+        *,
+        provider: str,
+        kind: RequestKind = "status",
+        json: Mapping[str, object] | None = None,
+        form: Mapping[str, str] | None = None,
+        files: Mapping[str, FilePart] | None = None,
+        headers: Mapping[str, str] | None = None,
+        task_id: str | None = None,
+        idempotency_key: str | None = None,
+    ) -> dict[str, object]:
+        """Send one request, with the retries :class:`RetryDecision` allows for ``kind``.
+
+        Raises:
+            CreateOutcomeUnknown: a create that may have made a task.
+            APIError: the gateway's final error answer.
+            TransportError: no answer, retries spent.
+            ProtocolError: an answer that is not a JSON object.
+        """
+        url = self.url(path)
+        request = HTTPRequest(
+            method=method,
+            url=url,
+            headers=self._headers_for(url, headers),
+            json=json,
+            form=form,
+            files=files,
+            timeout=self._request_timeout,
+        )
+        limiter = self.rate_limiter(provider)
+        attempt = 0
+        while True:
+            try:
+                # A create once sent is seen through to its answer, even when the caller
+                # is cancelled: abandoning it would lose a task that is being paid for.
+                # The wait is bounded by Timeouts.request.
+                with anyio.CancelScope(shield=kind == "create"):
+                    return await self._exchange_json(request, limiter, task_id)
+            except (TransportError, APIError, ProtocolError) as exc:
+                wait = self.retry.after(kind, attempt, exc, idempotency_key=idempotency_key)
+            logger.debug("retrying %s %s in %.3fs", method, urlsplit(url).path, wait.delay)
+            await self._clock.sleep(wait.delay)
+            attempt += 1
+
+    async def _exchange_json(
+        self, request: HTTPRequest, limiter: AdaptiveRateLimiter, task_id: str | None
+    ) -> dict[str, object]:
+        response, sent_at = await self._send(request, limiter, task_id)
+        try:
+            payload = await response.read()
+        finally:
+            await response.aclose()
+        if response.status >= 400:
+            raise await self._error_of(response, limiter, sent_at, task_id, payload)
+        limiter.on_success()
+        data = parse_json_object(payload)
+        if data is not None:
+            return data
+        raise ProtocolError(
+            f"expected a JSON object from {request.method} {urlsplit(request.url).path}, "
+            f"got {len(payload)} bytes of something else",
+            status=response.status,
+        )
+
+    # -- streaming ----------------------------------------------------------------------------
+
+    @asynccontextmanager
+    async def stream(
+        self,
+        url: str,
+        *,
+        headers: Mapping[str, str] | None = None,
+        task_id: str | None = None,
+        provider: str,
+    ) -> AsyncIterator[HTTPResponse]:
+        """Open a GET for streaming (one attempt), following redirects by hand.
+
+        The key is sent only while the URL stays on the gateway's origin.
+
+        Raises:
+            APIError: an error answer (its body read up to 64 KiB).
+            TransportError: no answer.
+            ProtocolError: more than five redirects.
+        """
+        limiter = self.rate_limiter(provider)
+        current = self.url(url)
+        for _ in range(_MAX_REDIRECTS + 1):
+            request = HTTPRequest(
+                method="GET", url=current, headers=self._headers_for(current, headers)
+            )
+            response, sent_at = await self._send(request, limiter, task_id)
+            try:
+                location = response.headers.get("Location")
+                if response.status in _REDIRECT_STATUSES and location:
+                    current = urljoin(current, location)
+                    continue
+                if response.status >= 400:
+                    raise await self._error_of(response, limiter, sent_at, task_id)
+                limiter.on_success()
+                yield response
+                return
+            finally:
+                await response.aclose()
+        raise ProtocolError(f"more than {_MAX_REDIRECTS} redirects fetching the video")

@@ -1,0 +1,232 @@
+"""The transport seam and the one retry decision.
+
+A user's own aiohttp session or a transport of their own carries every
+request; the rules that must hold whatever the transport (the key stays on the
+gateway's origin, retries are decided in one place) sit above the seam.
+"""
+
+from __future__ import annotations
+
+import ast
+import random
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import aiohttp
+import pytest
+from aiohttp import web
+
+from asyncvideo import AiohttpTransport, AsyncTransport, Client, ManualClock, RetryPolicy
+from asyncvideo._retry import RetryDecision
+from asyncvideo._transport import HTTPRequest, HTTPResponse
+from asyncvideo.errors import (
+    APIError,
+    AuthenticationError,
+    ConnectError,
+    CreateOutcomeUnknown,
+    DownloadError,
+    InvalidRequestError,
+    NotFoundError,
+    ProtocolError,
+    RateLimitError,
+    ServerError,
+    TimeoutError,
+    TransportError,
+)
+from asyncvideo.testing import FakeGateway
+
+from .conftest import ClientFactory
+
+pytestmark = pytest.mark.anyio
+
+PACKAGE = Path(__file__).resolve().parents[1] / "asyncvideo"
+
+
+def test_only_the_transport_imports_aiohttp() -> None:
+    importers = set()
+    for path in PACKAGE.rglob("*.py"):
+        tree = ast.parse(path.read_text())
+        for node in ast.walk(tree):
+            names = (
+                [alias.name for alias in node.names]
+                if isinstance(node, ast.Import)
+                else [node.module or ""]
+                if isinstance(node, ast.ImportFrom)
+                else []
+            )
+            if any(name.split(".")[0] in ("aiohttp", "yarl") for name in names):
+                importers.add(path.relative_to(PACKAGE).as_posix())
+    outside = {name for name in importers if not name.startswith(("_transport/", "testing/"))}
+    assert outside == set()
+    assert "_transport/_aiohttp.py" in importers
+
+
+# -- Client(session=...) and Client(transport=...) ---------------------------------------
+
+
+async def test_a_users_session_carries_the_requests_and_stays_open(
+    gateway: FakeGateway, clock: ManualClock, tmp_path: Path
+) -> None:
+    async with aiohttp.ClientSession(headers={"X-Trace": "trace-1"}) as session:
+        async with Client(
+            api_key=gateway.api_key, base_url=gateway.url, clock=clock, session=session
+        ) as client:
+            await client.generate(prompt="a cat", model="kling-v1", output=tmp_path / "c.mp4")
+        assert not session.closed  # ours to use, not ours to close
+        assert {r.headers.get("X-Trace") for r in gateway.requests} == {"trace-1"}
+
+
+class RecordingTransport:
+    """A transport of the user's: wraps the default one and writes down every request."""
+
+    def __init__(self) -> None:
+        self.inner = AiohttpTransport()
+        self.sent: list[HTTPRequest] = []
+
+    async def send(self, request: HTTPRequest) -> HTTPResponse:
+        self.sent.append(request)
+        return await self.inner.send(request)
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+async def test_a_custom_transport_gets_the_key_rules_for_free(
+    gateway: FakeGateway, clock: ManualClock, tmp_path: Path
+) -> None:
+    gateway.set_config(cdn_redirect=True)  # the content endpoint redirects to the CDN
+    transport = RecordingTransport()
+    assert isinstance(transport, AsyncTransport)
+    async with Client(
+        api_key=gateway.api_key, base_url=gateway.url, clock=clock, transport=transport
+    ) as client:
+        path = await client.generate(prompt="a cat", model="sora-2", output=tmp_path / "c.mp4")
+    assert path.read_bytes()[4:8] == b"ftyp"
+    to_cdn = [r for r in transport.sent if r.url.startswith(gateway.cdn_url)]
+    to_gateway = [r for r in transport.sent if r.url.startswith(gateway.url)]
+    assert to_cdn
+    assert all("Authorization" not in r.headers for r in to_cdn)
+    assert all(r.headers["Authorization"] == f"Bearer {gateway.api_key}" for r in to_gateway)
+    assert gateway.stats.cdn_requests_with_auth == 0
+
+
+async def test_transport_and_session_together_are_refused(gateway: FakeGateway) -> None:
+    async with aiohttp.ClientSession() as session:
+        with pytest.raises(Exception, match="not both"):
+            Client(
+                api_key="k", base_url=gateway.url, session=session, transport=RecordingTransport()
+            )
+
+
+# -- the one retry decision --------------------------------------------------------------
+
+
+def decision(*, honours_keys: bool = False, attempts: int = 4) -> RetryDecision:
+    policy = RetryPolicy(max_attempts=attempts, base_delay=1.0, max_delay=8.0)
+    return RetryDecision(
+        policy, random.Random(0), ManualClock(), honours_idempotency_keys=honours_keys
+    )
+
+
+def api(cls: type[APIError], status: int) -> APIError:
+    return cls("x", status=status)
+
+
+@pytest.mark.parametrize(
+    ("error", "status_query", "create", "download"),
+    [
+        (ConnectError("refused"), "retry", "retry", "retry"),
+        (TimeoutError("slow"), "retry", "unknown", "retry"),
+        (TransportError("reset"), "retry", "unknown", "retry"),
+        (RateLimitError("slow down", retry_after=None), "retry", "retry", "retry"),
+        (api(ServerError, 503), "retry", "unknown", "retry"),
+        (api(APIError, 408), "retry", "unknown", "retry"),
+        (api(InvalidRequestError, 400), "raise", "raise", "raise"),
+        (api(AuthenticationError, 401), "raise", "raise", "raise"),
+        (api(NotFoundError, 404), "raise", "raise", "raise"),
+        (ProtocolError("not json"), "raise", "unknown", "raise"),
+    ],
+)
+def test_what_may_be_repeated(
+    error: APIError | TransportError | ProtocolError,
+    status_query: str,
+    create: str,
+    download: str,
+) -> None:
+    for kind, expected in (("status", status_query), ("create", create), ("download", download)):
+        raised: BaseException | None = None
+        try:
+            decision().after(kind, 0, error, idempotency_key="key-1")  # type: ignore[arg-type]
+        except (APIError, TransportError, ProtocolError, CreateOutcomeUnknown) as exc:
+            raised = exc
+        outcome = (
+            "retry"
+            if raised is None
+            else "unknown"
+            if isinstance(raised, CreateOutcomeUnknown)
+            else "raise"
+        )
+        assert outcome == expected, (kind, error)
+        if isinstance(raised, CreateOutcomeUnknown):
+            assert raised.idempotency_key == "key-1"
+
+
+def test_a_gateway_that_honours_keys_gets_ambiguous_creates_again() -> None:
+    deciding = decision(honours_keys=True, attempts=3)
+    assert deciding.after("create", 0, TransportError("reset")).delay >= 0
+    assert deciding.after("create", 1, api(ServerError, 502)).delay >= 0
+    with pytest.raises(CreateOutcomeUnknown):  # the budget ends it all the same
+        deciding.after("create", 2, TransportError("reset"))
+    with pytest.raises(CreateOutcomeUnknown):  # an unreadable success is never sent again
+        deciding.after("create", 0, ProtocolError("html"))
+
+
+def test_budgets_backoff_and_retry_after() -> None:
+    deciding = decision(attempts=3)
+    assert 0 <= deciding.after("status", 0, TransportError("x")).delay <= 1.0
+    assert 0 <= deciding.after("status", 1, TransportError("x")).delay <= 2.0
+    assert deciding.after("status", 0, RateLimitError("x", retry_after=7.0)).delay == 7.0
+    capped = deciding.after("status", 0, RateLimitError("x", retry_after=86400.0))
+    assert capped.delay == RetryPolicy().max_retry_after
+    with pytest.raises(TransportError):
+        deciding.after("status", 2, TransportError("x"))
+    with pytest.raises(DownloadError, match="after 3 attempts"):
+        deciding.after("download", 2, TransportError("x"))
+
+
+# -- a hostile Retry-After cannot freeze a provider --------------------------------------
+
+
+@pytest.fixture
+async def huge_retry_after() -> AsyncIterator[str]:
+    """A gateway whose first status answer is a 429 asking for a day's pause."""
+    answered = 0
+
+    async def status(request: web.Request) -> web.Response:
+        nonlocal answered
+        answered += 1
+        if answered == 1:
+            return web.json_response(
+                {"error": {"message": "slow down"}}, status=429, headers={"Retry-After": "86400"}
+            )
+        return web.json_response({"id": "video_1", "status": "in_progress"})
+
+    app = web.Application()
+    app.router.add_get("/v1/videos/{id}", status)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    yield f"http://127.0.0.1:{runner.addresses[0][1]}"
+    await runner.cleanup()
+
+
+async def test_a_day_long_retry_after_is_capped(
+    huge_retry_after: str, make_client: ClientFactory, clock: ManualClock
+) -> None:
+    client = make_client(base_url=huge_retry_after, retry_policy=RetryPolicy(max_retry_after=5.0))
+    job = await client.get("video_1", model="sora-2")
+    assert job.native_status == "in_progress"
+    started = clock.monotonic()
+    await client.refresh(job)  # the provider's limiter must not wait out the day
+    assert clock.monotonic() - started <= 5.0

@@ -16,10 +16,13 @@ pipe never stalls the event loop (and the polls of every job in flight), and a
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import csv
 import difflib
 import json
 import os
+import threading
 from collections import deque
 from collections.abc import Callable, Mapping
 from pathlib import PurePath
@@ -159,6 +162,7 @@ class RequestFile:
         self._eof = False
         self._closed = False
         self._header: list[str] | None = None
+        self._pipe: _PipeFeed | None = None
 
     # -- the async iterator ----------------------------------------------------------------------
 
@@ -188,6 +192,8 @@ class RequestFile:
         self._closed = True
         self._eof = True
         self._buffer.clear()
+        if self._pipe is not None:
+            self._pipe.close()
         if self._path is not None and self._stream is not None:
             self._stream.close()  # read-only: nothing to flush, so no need for a thread
 
@@ -229,7 +235,14 @@ class RequestFile:
         if self._stream is None:
             assert self._path is not None
             self._stream = await anyio.to_thread.run_sync(open, self._path, "rb")
-        chunk = await anyio.to_thread.run_sync(_read_chunk, self._stream, abandon_on_cancel=True)
+        if self._pipe is None and not _seekable(self._stream):
+            self._pipe = _PipeFeed(self._stream)
+        if self._pipe is not None:
+            chunk = await self._pipe.chunk()
+        else:
+            chunk = await anyio.to_thread.run_sync(
+                _read_chunk, self._stream, abandon_on_cancel=True
+            )
         if not chunk:
             self._eof = True
         self._buffer.extend(chunk)
@@ -342,6 +355,75 @@ def _read_chunk(stream: IO[str] | IO[bytes]) -> list[str | bytes]:
         lines.append(line)
         size += len(line)
     return lines
+
+
+def _seekable(stream: IO[str] | IO[bytes]) -> bool:
+    try:
+        return stream.seekable()
+    except (AttributeError, ValueError, OSError):
+        return False
+
+
+class _PipeFeed:
+    """The lines of a pipe or terminal, read ahead a little in a daemon thread of its own.
+
+    A file on disk is read in anyio's worker threads, a chunk per hop. A pipe
+    or terminal cannot be: a chunk would wait for lines a slow producer has not
+    written yet (holding back the ones it has), and a read of a quiet stdin
+    cannot be interrupted, so after Ctrl-C anyio's worker thread (not a daemon)
+    would keep the process alive until the next line. This thread hands over
+    each line as it comes, stops ``buffer`` lines ahead, and dies with the process.
+    """
+
+    def __init__(self, stream: IO[str] | IO[bytes], *, buffer: int = _CHUNK_LINES) -> None:
+        self._stream = stream
+        self._room = threading.Semaphore(buffer)
+        self._queue: asyncio.Queue[str | bytes | Exception | None] = asyncio.Queue()
+        self._loop = asyncio.get_running_loop()
+        self._closed = False
+        self._end: Exception | None = None  # set once the thread has said its last
+        threading.Thread(target=self._read, name="asyncvideo-requests", daemon=True).start()
+
+    def _read(self) -> None:
+        try:
+            while line := self._stream.readline():
+                self._room.acquire()
+                if self._closed:
+                    return
+                self._deliver(line)
+        except Exception as exc:  # a closed stream, a read error: raised in the loop
+            self._deliver(exc)
+        else:
+            self._deliver(None)
+
+    def _deliver(self, item: str | bytes | Exception | None) -> None:
+        # RuntimeError: the loop has closed, nobody is listening any more.
+        with contextlib.suppress(RuntimeError):
+            self._loop.call_soon_threadsafe(self._queue.put_nowait, item)
+
+    async def chunk(self) -> list[str | bytes]:
+        """The lines that have arrived (waiting for at least one); empty at the end."""
+        lines: list[str | bytes] = []
+        while self._end is None:
+            item = await self._queue.get() if not lines else self._queue.get_nowait()
+            self._room.release()
+            if item is None or isinstance(item, Exception):
+                self._end = item or _EndOfFile()
+            else:
+                lines.append(item)
+            if self._queue.empty():
+                break
+        if not lines and not isinstance(self._end, _EndOfFile | None):
+            raise self._end  # a read error, once the lines before it are handed out
+        return lines
+
+    def close(self) -> None:
+        self._closed = True
+        self._room.release()  # wake the reader if it waits for room, so it sees _closed
+
+
+class _EndOfFile(Exception):
+    """The end of a pipe, as :class:`_PipeFeed` records it (never raised)."""
 
 
 def _csv_cells(text: str) -> list[str]:

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import io
 import json
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
+import anyio
 import pytest
 
 import asyncvideo
@@ -215,3 +217,18 @@ async def test_generate_many_takes_it_and_finishes_paid_jobs_before_a_bad_line(
     # The two jobs already created (and paid for) finished and were delivered first.
     assert sorted(o.request.prompt for o in outcomes if o.ok) == ["a fox", "waves"]
     assert gateway.stats.creates == 2
+
+
+async def test_a_pipe_hands_over_each_line_as_it_comes() -> None:
+    read_end, write_end = os.pipe()
+    with open(read_end, "rb") as stream, open(write_end, "wb", buffering=0) as writer:
+        requests = read_requests(stream, model="viduq1")
+        async with requests:
+            writer.write(b"# piped\none\n")
+            with anyio.fail_after(10):  # a chunk must not wait for lines not yet written
+                assert (await requests.__anext__()).prompt == "one"
+            writer.write(b"two\n")
+            writer.close()
+            with anyio.fail_after(10):
+                assert [r.prompt async for r in requests] == ["two"]
+        assert requests.line == 3

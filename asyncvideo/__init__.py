@@ -33,6 +33,7 @@ from ._polling import RetryPolicy as RetryPolicy
 from ._profiles import GATEWAYS as GATEWAYS
 from ._profiles import Endpoints as Endpoints
 from ._profiles import GatewayProfile as GatewayProfile
+from ._request_files import read_requests as read_requests
 from ._states import JobState as JobState
 from ._transport import AiohttpTransport as AiohttpTransport
 from ._transport import AsyncTransport as AsyncTransport
@@ -76,4 +77,5 @@ __all__ = [
     "VideoRequest",
     "__version__",
     "errors",
+    "read_requests",
 ]

@@ -4,8 +4,9 @@ Run it from the repository root::
 
     python examples/batch.py
 
-Requests are consumed lazily, so ``requests`` could just as well be a generator
-over a file of 100,000 lines. Outcomes arrive in completion order; one failed
+Requests are consumed lazily, so ``requests`` could just as well be
+``asyncvideo.read_requests("prompts.txt", model="kling-v1")`` over a file of
+100,000 lines. Outcomes arrive in completion order; one failed
 job never stops the others.
 """
 

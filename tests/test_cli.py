@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import json
+import pkgutil
 import re
 import subprocess
 import sys
@@ -126,6 +127,50 @@ def test_bad_lines_fail_alone(
     assert by_line[3]["state"] == "invalid"
     assert "modle" in str(by_line[4]["error"])
     assert "2 succeeded, 3 failed" in captured.err  # the summary keeps stdout pure JSON
+
+
+def test_batch_csv_file(
+    tmp_path: Path, env: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    prompts = tmp_path / "requests.csv"
+    prompts.write_text(
+        '# from a spreadsheet\nprompt,model,seconds\n"a fox, in snow",kling-v1,5\nwaves,,\n',
+        encoding="utf-8",
+    )
+    out = tmp_path / "videos"
+    argv = ["batch", str(prompts), *FAST, "--output-dir", str(out), "--model", "viduq1", "--json"]
+    assert main(argv) == 0
+    _assert_mp4s(out, 2)
+    records = _records(capsys.readouterr().out)
+    assert {record["line"]: record["model"] for record in records} == {3: "kling-v1", 4: "viduq1"}
+
+
+def test_a_bad_line_is_named_by_file_and_line(
+    tmp_path: Path, env: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    prompts = tmp_path / "requests.jsonl"
+    prompts.write_text('# c\n{"prompt": "ok", "model": "viduq1"}\n{"prompt": 3\n', "utf-8")
+    out = tmp_path / "videos"
+    assert main(["batch", str(prompts), *FAST, "--output-dir", str(out)]) == 1
+    _assert_mp4s(out, 1)
+    stdout = capsys.readouterr().out
+    assert re.search(
+        rf"^\s+-\s+invalid\s+{re.escape(str(prompts))}, line 3: not valid JSON", stdout, re.M
+    )
+
+
+def test_a_bad_csv_header_is_a_usage_error(
+    tmp_path: Path, env: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    prompts = tmp_path / "requests.csv"
+    prompts.write_text("promt,model\na cat,viduq1\n", encoding="utf-8")
+    assert main(["batch", str(prompts), *FAST, "--output-dir", str(tmp_path / "v")]) == 2
+    assert "line 1: the CSV header names unknown field 'promt'" in capsys.readouterr().err
+
+
+def test_the_entry_point_names_main() -> None:
+    # pyproject.toml: asyncvideo = "asyncvideo.cli:main"
+    assert pkgutil.resolve_name("asyncvideo.cli:main") is main
 
 
 def test_batch_reads_stdin(

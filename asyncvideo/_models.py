@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from collections.abc import Mapping
@@ -13,6 +14,7 @@ from typing import Any, TypeAlias
 import attrs
 
 from ._states import JobState
+from ._validators import optional, positive_int, positive_number
 from .errors import JobFailedError, ValidationError
 
 __all__ = [
@@ -56,7 +58,8 @@ def _check_model(_: object, attribute: attrs.Attribute[Any], value: str) -> None
 def _check_positive(_: object, attribute: attrs.Attribute[Any], value: object) -> None:
     if value is None:
         return
-    if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+    # inf would pass ``> 0`` but is no clip length and no JSON number.
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < math.inf:
         raise ValidationError(
             f"{attribute.name} must be a positive number, got {value!r}", field=attribute.name
         )
@@ -227,11 +230,6 @@ class Outcome:
         return self.error is None and self.path is not None
 
 
-def _positive_or_none(_: object, attribute: attrs.Attribute[Any], value: object) -> None:
-    if value is not None and (not isinstance(value, int | float) or value <= 0):
-        raise ValueError(f"Limits.{attribute.name} must be positive or None, got {value!r}")
-
-
 @attrs.frozen(kw_only=True)
 class Limits:
     """Concurrency bounds for one client. Every field is optional.
@@ -244,14 +242,24 @@ class Limits:
         requests_per_second: a client-wide request rate cap (None: only the
             adaptive limit that 429s set).
         max_connections: size of the shared aiohttp connection pool.
+
+    Counts are positive ``int`` values; the rate is a finite number > 0. Anything
+    else (``None``, ``2.5``, ``True``, ``0``, NaN) raises
+    :class:`~asyncvideo.errors.ConfigurationError` naming the field.
+
+    Example:
+        >>> Limits(max_active_jobs=50).max_creates
+        16
     """
 
-    max_active_jobs: int = attrs.field(default=200, validator=_positive_or_none)
-    max_creates: int = attrs.field(default=16, validator=_positive_or_none)
-    max_polls: int = attrs.field(default=64, validator=_positive_or_none)
-    max_downloads: int = attrs.field(default=8, validator=_positive_or_none)
-    requests_per_second: float | None = attrs.field(default=None, validator=_positive_or_none)
-    max_connections: int = attrs.field(default=100, validator=_positive_or_none)
+    max_active_jobs: int = attrs.field(default=200, validator=positive_int)
+    max_creates: int = attrs.field(default=16, validator=positive_int)
+    max_polls: int = attrs.field(default=64, validator=positive_int)
+    max_downloads: int = attrs.field(default=8, validator=positive_int)
+    requests_per_second: float | None = attrs.field(
+        default=None, validator=optional(positive_number)
+    )
+    max_connections: int = attrs.field(default=100, validator=positive_int)
 
 
 for _cls in (VideoRequest, JobError, Job, Outcome, Limits):

@@ -9,6 +9,7 @@ from typing import TypeAlias
 import attrs
 
 from ._models import Job, VideoRequest
+from ._public import publish
 
 __all__ = [
     "DownloadedEvent",
@@ -73,5 +74,4 @@ Event: TypeAlias = (
 #: ``on_event`` may be a plain function or a coroutine function.
 EventHandler: TypeAlias = Callable[[Event], Awaitable[None] | None]
 
-for _cls in (SubmittedEvent, StateChangedEvent, ProgressEvent, DownloadedEvent, FailedEvent):
-    _cls.__module__ = "asyncvideo"
+publish(SubmittedEvent, StateChangedEvent, ProgressEvent, DownloadedEvent, FailedEvent)

@@ -13,6 +13,7 @@ from typing import Any, TypeAlias
 
 import attrs
 
+from ._public import publish
 from ._states import JobState
 from ._validators import optional, positive_int, positive_number
 from .errors import JobFailedError, ValidationError
@@ -28,7 +29,7 @@ __all__ = [
 ]
 
 #: An image given as a URL (``http://``, ``https://`` or ``data:``), a path, or raw bytes.
-ImageInput: TypeAlias = "str | bytes | os.PathLike[str]"
+ImageInput: TypeAlias = str | bytes | os.PathLike[str]
 
 _URL_PREFIXES = ("http://", "https://", "data:")
 _SIZE_RE = re.compile(r"^\s*(\d{2,5})\s*[xX*\u00d7]\s*(\d{2,5})\s*$")
@@ -262,5 +263,4 @@ class Limits:
     max_connections: int = attrs.field(default=100, validator=positive_int)
 
 
-for _cls in (VideoRequest, JobError, Job, Outcome, Limits):
-    _cls.__module__ = "asyncvideo"
+publish(VideoRequest, JobError, Job, Outcome, Limits)

@@ -7,6 +7,7 @@ import random
 
 import attrs
 
+from ._public import publish
 from ._validators import (
     fraction,
     non_negative_number,
@@ -135,5 +136,4 @@ class RetryPolicy:
         )
 
 
-for _cls in (PollPolicy, RetryPolicy):
-    _cls.__module__ = "asyncvideo"
+publish(PollPolicy, RetryPolicy)

@@ -13,6 +13,7 @@ from typing import Any, TypeAlias
 
 import attrs
 
+from ._jsonform import JSONForm
 from ._public import publish
 from ._states import JobState
 from ._validators import optional, positive_int, positive_number
@@ -86,7 +87,7 @@ def _frozen_mapping(value: Mapping[str, object] | None) -> Mapping[str, object]:
 
 
 @attrs.frozen(kw_only=True)
-class VideoRequest:
+class VideoRequest(JSONForm):
     """One clip to generate. Provider adapters map it to each wire format.
 
     Fields a model cannot take are refused at submit time, before any request.
@@ -161,7 +162,7 @@ class VideoRequest:
 
 
 @attrs.frozen
-class JobError:
+class JobError(JSONForm):
     """Why a job failed, as the gateway said it."""
 
     code: str | None
@@ -169,7 +170,7 @@ class JobError:
 
 
 @attrs.frozen(kw_only=True)
-class Job:
+class Job(JSONForm):
     """An immutable snapshot of a task on the gateway.
 
     ``refresh`` and ``wait`` return new snapshots; a ``Job`` never changes.
@@ -209,7 +210,7 @@ class Job:
 
 
 @attrs.frozen(kw_only=True)
-class Outcome:
+class Outcome(JSONForm):
     """What became of one request of a ``generate_many`` batch.
 
     Attributes:
@@ -232,7 +233,7 @@ class Outcome:
 
 
 @attrs.frozen(kw_only=True)
-class Limits:
+class Limits(JSONForm):
     """Concurrency bounds for one client. Every field is optional.
 
     Args:

@@ -7,6 +7,7 @@ import random
 
 import attrs
 
+from ._jsonform import JSONForm
 from ._public import publish
 from ._validators import (
     fraction,
@@ -20,7 +21,7 @@ __all__ = ["PollPolicy", "RetryPolicy"]
 
 
 @attrs.frozen(kw_only=True)
-class PollPolicy:
+class PollPolicy(JSONForm):
     """When to ask a gateway about a job, as the gateway documents recommend.
 
     First poll ``first_delay`` after submit; then every ``interval`` for as long
@@ -89,7 +90,7 @@ class PollPolicy:
 
 
 @attrs.frozen(kw_only=True)
-class RetryPolicy:
+class RetryPolicy(JSONForm):
     """Retries for requests that provably may be repeated.
 
     Exponential backoff with full jitter (AWS's recommendation): attempt ``n``

@@ -25,13 +25,9 @@ def publish(*classes: type) -> None:
         classes: classes defined in the calling module.
 
     Example:
-        >>> import attrs, datetime
-        >>> @attrs.frozen
-        ... class Stamp:
-        ...     at: datetime.datetime
-        >>> publish(Stamp)
-        >>> Stamp.__module__, typing.get_type_hints(Stamp)["at"].__name__
-        ('asyncvideo', 'datetime')
+        >>> from asyncvideo import Job
+        >>> Job.__module__, typing.get_type_hints(Job)["created_at"]
+        ('asyncvideo', datetime.datetime | None)
     """
     for cls in classes:
         own = inspect.get_annotations(cls)

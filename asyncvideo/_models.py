@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, TypeAlias
+from typing import Any, TypeAlias, TypedDict
 
 import attrs
 
@@ -26,6 +26,7 @@ __all__ = [
     "Limits",
     "Outcome",
     "VideoRequest",
+    "VideoRequestFields",
     "is_url",
 ]
 
@@ -161,6 +162,38 @@ class VideoRequest(JSONForm):
             raise ValidationError(f"bad VideoRequest field: {exc}") from exc
 
 
+class VideoRequestFields(TypedDict, total=False):
+    """Every :class:`VideoRequest` field as a keyword, for ``submit``, ``generate`` and ``prepare``.
+
+    ``**fields: Unpack[VideoRequestFields]`` lets type checkers and editors see the
+    fields: ``promt=`` or ``seconds="5"`` is an error before anything runs. A test
+    keeps this in step with :class:`VideoRequest`.
+
+    Example:
+        >>> fields: VideoRequestFields = {"prompt": "a cat", "model": "kling-v1", "seconds": 5}
+        >>> VideoRequest(**fields).seconds
+        5
+    """
+
+    prompt: str
+    model: str
+    seconds: float | None
+    size: str | None
+    resolution: str | None
+    fps: int | None
+    seed: int | None
+    negative_prompt: str | None
+    image: ImageInput | None
+    last_frame: ImageInput | None
+    watermark: bool | None
+    prompt_extend: bool | None
+    audio: bool | None
+    callback_url: str | None
+    extra: Mapping[str, object]
+    provider: str | None
+    idempotency_key: str | None
+
+
 @attrs.frozen
 class JobError(JSONForm):
     """Why a job failed, as the gateway said it."""
@@ -264,4 +297,4 @@ class Limits(JSONForm):
     max_connections: int = attrs.field(default=100, validator=positive_int)
 
 
-publish(VideoRequest, JobError, Job, Outcome, Limits)
+publish(VideoRequest, VideoRequestFields, JobError, Job, Outcome, Limits)

@@ -86,3 +86,12 @@ def test_a_plain_cattrs_converter_can_unstructure_a_job() -> None:
     assert plain["state"] == "succeeded"
     assert plain["error"] == {"code": None, "message": "none"}
     assert plain["raw"] == {"task_id": "task_1"}
+
+
+def test_video_request_fields_match_video_request() -> None:
+    # The TypedDict behind **fields on submit/generate/prepare: same names, same types.
+    typed = typing.get_type_hints(asyncvideo.VideoRequestFields)
+    fields = {field.name: field.type for field in attrs.fields(asyncvideo.VideoRequest)}
+    assert list(typed) == list(fields)
+    assert typed == fields
+    assert asyncvideo.VideoRequestFields.__required_keys__ == frozenset()

@@ -28,6 +28,7 @@ from ._models import JobError as JobError
 from ._models import Limits as Limits
 from ._models import Outcome as Outcome
 from ._models import VideoRequest as VideoRequest
+from ._models import VideoRequestFields as VideoRequestFields
 from ._polling import PollPolicy as PollPolicy
 from ._polling import RetryPolicy as RetryPolicy
 from ._profiles import GATEWAYS as GATEWAYS
@@ -75,6 +76,7 @@ __all__ = [
     "SystemClock",
     "Timeouts",
     "VideoRequest",
+    "VideoRequestFields",
     "__version__",
     "errors",
     "read_requests",

@@ -11,7 +11,7 @@ import uuid
 from collections.abc import AsyncGenerator, AsyncIterable, Iterable, Mapping
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Unpack
 from urllib.parse import quote
 
 import anyio
@@ -20,7 +20,7 @@ import attrs
 from ._clock import Clock, SystemClock
 from ._download import download_to_file, safe_filename
 from ._events import EventHandler
-from ._models import ImageInput, Job, Limits, Outcome, VideoRequest, is_url
+from ._models import ImageInput, Job, Limits, Outcome, VideoRequest, VideoRequestFields, is_url
 from ._polling import PollPolicy, RetryPolicy
 from ._profiles import GatewayProfile, resolve_gateway
 from ._retry import TRANSIENT_ERRORS, RetryDecision
@@ -215,8 +215,15 @@ class Client:
         """The adapter that will handle ``request`` (routing by model or ``provider=``)."""
         return self._router.provider_for(request.model, request.provider)
 
-    def prepare(self, request: VideoRequest | None = None, /, **fields: Any) -> VideoRequest:
+    def prepare(
+        self, request: VideoRequest | None = None, /, **fields: Unpack[VideoRequestFields]
+    ) -> VideoRequest:
         """Build and check a request without sending it; raises ``ValidationError``.
+
+        Args:
+            request: the request; or give its fields as keywords.
+            fields: :class:`VideoRequest` fields (typed: ``VideoRequestFields``); with
+                ``request``, they replace its values.
 
         Example:
             >>> client.prepare(prompt="a cat", model="kling-v1", seconds=5)  # doctest: +SKIP
@@ -251,7 +258,9 @@ class Client:
             raise ValidationError(f"{name} file {os.fspath(value)!r} is empty", field=name)
         return _image_from_bytes(data, name, filename=Path(os.fspath(value)).name)
 
-    async def submit(self, request: VideoRequest | None = None, /, **fields: Any) -> Job:
+    async def submit(
+        self, request: VideoRequest | None = None, /, **fields: Unpack[VideoRequestFields]
+    ) -> Job:
         """Create one task on the gateway and return its first :class:`Job` snapshot.
 
         Everything is checked before anything is sent: a request the model
@@ -262,6 +271,8 @@ class Client:
 
         Args:
             request: the request; or give its fields as keywords.
+            fields: :class:`VideoRequest` fields (typed: ``VideoRequestFields``, so a
+                misspelt name or a wrong type fails type checking).
 
         Raises:
             ValidationError: bad input (nothing was sent).
@@ -451,9 +462,15 @@ class Client:
         *,
         output: str | os.PathLike[str],
         timeout: float | None = None,
-        **fields: Any,
+        **fields: Unpack[VideoRequestFields],
     ) -> Path:
         """Submit, wait and download in one call; returns the file's path.
+
+        Args:
+            request: the request; or give its fields as keywords.
+            output: where to save the video.
+            timeout: seconds to wait for the job (default: the poll policy's deadline).
+            fields: :class:`VideoRequest` fields (typed: ``VideoRequestFields``).
 
         Raises:
             JobFailedError: the job failed (the error carries the job).

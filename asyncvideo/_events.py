@@ -8,7 +8,9 @@ from typing import TypeAlias
 
 import attrs
 
+from ._jsonform import JSONForm
 from ._models import Job, VideoRequest
+from ._public import publish
 
 __all__ = [
     "DownloadedEvent",
@@ -22,7 +24,7 @@ __all__ = [
 
 
 @attrs.frozen(kw_only=True)
-class SubmittedEvent:
+class SubmittedEvent(JSONForm):
     """The gateway accepted request ``index`` and gave it a task id."""
 
     index: int
@@ -30,7 +32,7 @@ class SubmittedEvent:
 
 
 @attrs.frozen(kw_only=True)
-class StateChangedEvent:
+class StateChangedEvent(JSONForm):
     """The job moved to a new state (queued -> running -> terminal)."""
 
     index: int
@@ -39,7 +41,7 @@ class StateChangedEvent:
 
 
 @attrs.frozen(kw_only=True)
-class ProgressEvent:
+class ProgressEvent(JSONForm):
     """The gateway reported higher progress (0-100) without a state change."""
 
     index: int
@@ -47,7 +49,7 @@ class ProgressEvent:
 
 
 @attrs.frozen(kw_only=True)
-class DownloadedEvent:
+class DownloadedEvent(JSONForm):
     """The video is verified and in place at ``path``."""
 
     index: int
@@ -57,7 +59,7 @@ class DownloadedEvent:
 
 
 @attrs.frozen(kw_only=True)
-class FailedEvent:
+class FailedEvent(JSONForm):
     """Request ``index`` ended without a video: ``error`` says why."""
 
     index: int
@@ -73,5 +75,4 @@ Event: TypeAlias = (
 #: ``on_event`` may be a plain function or a coroutine function.
 EventHandler: TypeAlias = Callable[[Event], Awaitable[None] | None]
 
-for _cls in (SubmittedEvent, StateChangedEvent, ProgressEvent, DownloadedEvent, FailedEvent):
-    _cls.__module__ = "asyncvideo"
+publish(SubmittedEvent, StateChangedEvent, ProgressEvent, DownloadedEvent, FailedEvent)

@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from collections.abc import Mapping
 from datetime import datetime
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, TypeAlias
+from typing import Any, TypeAlias, TypedDict
 
 import attrs
 
+from ._jsonform import JSONForm
+from ._public import publish
 from ._states import JobState
+from ._validators import optional, positive_int, positive_number
 from .errors import JobFailedError, ValidationError
 
 __all__ = [
@@ -22,11 +26,12 @@ __all__ = [
     "Limits",
     "Outcome",
     "VideoRequest",
+    "VideoRequestFields",
     "is_url",
 ]
 
 #: An image given as a URL (``http://``, ``https://`` or ``data:``), a path, or raw bytes.
-ImageInput: TypeAlias = "str | bytes | os.PathLike[str]"
+ImageInput: TypeAlias = str | bytes | os.PathLike[str]
 
 _URL_PREFIXES = ("http://", "https://", "data:")
 _SIZE_RE = re.compile(r"^\s*(\d{2,5})\s*[xX*\u00d7]\s*(\d{2,5})\s*$")
@@ -56,7 +61,8 @@ def _check_model(_: object, attribute: attrs.Attribute[Any], value: str) -> None
 def _check_positive(_: object, attribute: attrs.Attribute[Any], value: object) -> None:
     if value is None:
         return
-    if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+    # inf would pass ``> 0`` but is no clip length and no JSON number.
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < math.inf:
         raise ValidationError(
             f"{attribute.name} must be a positive number, got {value!r}", field=attribute.name
         )
@@ -82,7 +88,7 @@ def _frozen_mapping(value: Mapping[str, object] | None) -> Mapping[str, object]:
 
 
 @attrs.frozen(kw_only=True)
-class VideoRequest:
+class VideoRequest(JSONForm):
     """One clip to generate. Provider adapters map it to each wire format.
 
     Fields a model cannot take are refused at submit time, before any request.
@@ -156,8 +162,40 @@ class VideoRequest:
             raise ValidationError(f"bad VideoRequest field: {exc}") from exc
 
 
+class VideoRequestFields(TypedDict, total=False):
+    """Every :class:`VideoRequest` field as a keyword, for ``submit``, ``generate`` and ``prepare``.
+
+    ``**fields: Unpack[VideoRequestFields]`` lets type checkers and editors see the
+    fields: ``promt=`` or ``seconds="5"`` is an error before anything runs. A test
+    keeps this in step with :class:`VideoRequest`.
+
+    Example:
+        >>> fields: VideoRequestFields = {"prompt": "a cat", "model": "kling-v1", "seconds": 5}
+        >>> VideoRequest(**fields).seconds
+        5
+    """
+
+    prompt: str
+    model: str
+    seconds: float | None
+    size: str | None
+    resolution: str | None
+    fps: int | None
+    seed: int | None
+    negative_prompt: str | None
+    image: ImageInput | None
+    last_frame: ImageInput | None
+    watermark: bool | None
+    prompt_extend: bool | None
+    audio: bool | None
+    callback_url: str | None
+    extra: Mapping[str, object]
+    provider: str | None
+    idempotency_key: str | None
+
+
 @attrs.frozen
-class JobError:
+class JobError(JSONForm):
     """Why a job failed, as the gateway said it."""
 
     code: str | None
@@ -165,7 +203,7 @@ class JobError:
 
 
 @attrs.frozen(kw_only=True)
-class Job:
+class Job(JSONForm):
     """An immutable snapshot of a task on the gateway.
 
     ``refresh`` and ``wait`` return new snapshots; a ``Job`` never changes.
@@ -205,7 +243,7 @@ class Job:
 
 
 @attrs.frozen(kw_only=True)
-class Outcome:
+class Outcome(JSONForm):
     """What became of one request of a ``generate_many`` batch.
 
     Attributes:
@@ -227,13 +265,8 @@ class Outcome:
         return self.error is None and self.path is not None
 
 
-def _positive_or_none(_: object, attribute: attrs.Attribute[Any], value: object) -> None:
-    if value is not None and (not isinstance(value, int | float) or value <= 0):
-        raise ValueError(f"Limits.{attribute.name} must be positive or None, got {value!r}")
-
-
 @attrs.frozen(kw_only=True)
-class Limits:
+class Limits(JSONForm):
     """Concurrency bounds for one client. Every field is optional.
 
     Args:
@@ -244,15 +277,24 @@ class Limits:
         requests_per_second: a client-wide request rate cap (None: only the
             adaptive limit that 429s set).
         max_connections: size of the shared aiohttp connection pool.
+
+    Counts are positive ``int`` values; the rate is a finite number > 0. Anything
+    else (``None``, ``2.5``, ``True``, ``0``, NaN) raises
+    :class:`~asyncvideo.errors.ConfigurationError` naming the field.
+
+    Example:
+        >>> Limits(max_active_jobs=50).max_creates
+        16
     """
 
-    max_active_jobs: int = attrs.field(default=200, validator=_positive_or_none)
-    max_creates: int = attrs.field(default=16, validator=_positive_or_none)
-    max_polls: int = attrs.field(default=64, validator=_positive_or_none)
-    max_downloads: int = attrs.field(default=8, validator=_positive_or_none)
-    requests_per_second: float | None = attrs.field(default=None, validator=_positive_or_none)
-    max_connections: int = attrs.field(default=100, validator=_positive_or_none)
+    max_active_jobs: int = attrs.field(default=200, validator=positive_int)
+    max_creates: int = attrs.field(default=16, validator=positive_int)
+    max_polls: int = attrs.field(default=64, validator=positive_int)
+    max_downloads: int = attrs.field(default=8, validator=positive_int)
+    requests_per_second: float | None = attrs.field(
+        default=None, validator=optional(positive_number)
+    )
+    max_connections: int = attrs.field(default=100, validator=positive_int)
 
 
-for _cls in (VideoRequest, JobError, Job, Outcome, Limits):
-    _cls.__module__ = "asyncvideo"
+publish(VideoRequest, VideoRequestFields, JobError, Job, Outcome, Limits)

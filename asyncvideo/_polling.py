@@ -7,21 +7,37 @@ import random
 
 import attrs
 
+from ._jsonform import JSONForm
+from ._public import publish
+from ._validators import (
+    fraction,
+    non_negative_number,
+    poll_steps,
+    positive_int,
+    positive_number,
+)
+
 __all__ = ["PollPolicy", "RetryPolicy"]
 
 
-def _non_negative(_: object, attribute: attrs.Attribute[float], value: float) -> None:
-    if value < 0:
-        raise ValueError(f"{attribute.name} must be >= 0, got {value!r}")
-
-
 @attrs.frozen(kw_only=True)
-class PollPolicy:
+class PollPolicy(JSONForm):
     """When to ask a gateway about a job, as the gateway documents recommend.
 
     First poll ``first_delay`` after submit; then every ``interval`` for as long
     as elapsed time is below each step's bound; ``jitter`` spreads polls of
     jobs submitted together; ``deadline`` ends the wait.
+
+    Times are finite seconds: ``first_delay`` may be 0, intervals and the
+    deadline must be > 0, ``jitter`` is a fraction in ``[0, 1)``. Anything else
+    raises :class:`~asyncvideo.errors.ConfigurationError` naming the field.
+
+    Args:
+        first_delay: seconds from submit to the first poll.
+        steps: ``(until_elapsed, interval)`` pairs with increasing ``until_elapsed``.
+        final_interval: the interval once every step has passed.
+        jitter: each delay is spread by up to this fraction, up or down.
+        deadline: seconds after which ``wait`` gives up (``JobTimeoutError``).
 
     Example:
         >>> policy = PollPolicy()
@@ -31,12 +47,14 @@ class PollPolicy:
         0.025
     """
 
-    first_delay: float = attrs.field(default=2.5, validator=_non_negative)
+    first_delay: float = attrs.field(default=2.5, validator=non_negative_number)
     #: ``(until_elapsed, interval)`` pairs, in order; the last interval holds after them.
-    steps: tuple[tuple[float, float], ...] = ((30.0, 5.0), (120.0, 10.0))
-    final_interval: float = attrs.field(default=30.0, validator=_non_negative)
-    jitter: float = attrs.field(default=0.1, validator=_non_negative)
-    deadline: float = attrs.field(default=600.0, validator=_non_negative)
+    steps: tuple[tuple[float, float], ...] = attrs.field(
+        default=((30.0, 5.0), (120.0, 10.0)), validator=poll_steps
+    )
+    final_interval: float = attrs.field(default=30.0, validator=positive_number)
+    jitter: float = attrs.field(default=0.1, validator=fraction)
+    deadline: float = attrs.field(default=600.0, validator=positive_number)
 
     def interval_at(self, elapsed: float) -> float:
         """The un-jittered interval to the next poll, ``elapsed`` seconds after submit."""
@@ -72,22 +90,36 @@ class PollPolicy:
 
 
 @attrs.frozen(kw_only=True)
-class RetryPolicy:
+class RetryPolicy(JSONForm):
     """Retries for requests that provably may be repeated.
 
     Exponential backoff with full jitter (AWS's recommendation): attempt ``n``
     waits a uniform random time in ``[0, min(max_delay, base * 2**n)]``,
     unless the gateway said how long with ``Retry-After``.
+
+    Args:
+        max_attempts: tries in all, the first included (a positive ``int``).
+        base_delay: the first backoff bound, in seconds.
+        max_delay: the largest backoff bound, in seconds.
+        max_retry_after: the cap on a gateway's ``Retry-After``.
+        not_ready_window: how long a "not ready" content endpoint is retried.
+
+    Times are finite seconds >= 0; anything else (or ``max_attempts`` that is
+    not a positive ``int``) raises :class:`~asyncvideo.errors.ConfigurationError`.
+
+    Example:
+        >>> RetryPolicy(max_attempts=2).scaled(0.5).base_delay
+        0.25
     """
 
-    max_attempts: int = 4
-    base_delay: float = attrs.field(default=0.5, validator=_non_negative)
-    max_delay: float = attrs.field(default=20.0, validator=_non_negative)
+    max_attempts: int = attrs.field(default=4, validator=positive_int)
+    base_delay: float = attrs.field(default=0.5, validator=non_negative_number)
+    max_delay: float = attrs.field(default=20.0, validator=non_negative_number)
     #: never wait longer than this for a Retry-After (a hostile header must not stall a batch)
-    max_retry_after: float = attrs.field(default=120.0, validator=_non_negative)
+    max_retry_after: float = attrs.field(default=120.0, validator=non_negative_number)
     #: how long a content request answered "not ready yet" is retried after the
     #: job succeeded (relays update the content endpoint after the status)
-    not_ready_window: float = attrs.field(default=60.0, validator=_non_negative)
+    not_ready_window: float = attrs.field(default=60.0, validator=non_negative_number)
 
     def backoff(self, attempt: int, rng: random.Random, retry_after: float | None = None) -> float:
         """Seconds to wait before retry number ``attempt`` (0-based)."""
@@ -105,5 +137,4 @@ class RetryPolicy:
         )
 
 
-for _cls in (PollPolicy, RetryPolicy):
-    _cls.__module__ = "asyncvideo"
+publish(PollPolicy, RetryPolicy)

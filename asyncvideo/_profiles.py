@@ -7,6 +7,7 @@ from types import MappingProxyType
 
 import attrs
 
+from ._public import publish
 from .errors import ConfigurationError
 from .providers import WireFormat
 
@@ -89,5 +90,4 @@ def resolve_gateway(gateway: str | GatewayProfile) -> GatewayProfile:
     return profile
 
 
-for _cls in (Endpoints, GatewayProfile):
-    _cls.__module__ = "asyncvideo"
+publish(Endpoints, GatewayProfile)

@@ -5,7 +5,8 @@ idempotency key, ``retry_after``) and never the API key::
 
     AsyncVideoError
     ├── ValidationError            bad input, refused before any request (also a ValueError)
-    ├── ConfigurationError         no API key, no base URL, unknown gateway profile
+    ├── ConfigurationError         no API key, no base URL, unknown gateway profile, a bad
+    │                              Limits/PollPolicy/RetryPolicy value (also a ValueError)
     ├── TransportError             the request did not get an HTTP answer
     │   ├── ConnectError           never reached the gateway (safe to retry anything)
     │   └── TimeoutError           sent, no answer in time
@@ -76,8 +77,19 @@ class ValidationError(AsyncVideoError, ValueError):
         self.field = field
 
 
-class ConfigurationError(AsyncVideoError):
-    """The client is missing something it needs (API key, base URL, profile)."""
+class ConfigurationError(AsyncVideoError, ValueError):
+    """The client is missing something it needs (API key, base URL, profile), or a
+    configuration class (``Limits``, ``PollPolicy``, ``RetryPolicy``) got a value
+    that makes no sense (``None``, ``2.5`` or ``True`` for a count; a negative,
+    NaN or infinite time).
+
+    Attributes:
+        field: the configuration field at fault, if one is.
+    """
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
 
 
 class TransportError(AsyncVideoError):

@@ -1,0 +1,1 @@
+"""Typing tests: files mypy checks (``check_*.py``, never run) and the test that runs mypy."""

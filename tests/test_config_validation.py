@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from asyncvideo import Limits, PollPolicy, RetryPolicy, VideoRequest
+from asyncvideo import Limits, PollPolicy, RetryPolicy, Timeouts, VideoRequest
 from asyncvideo.errors import ConfigurationError, ValidationError
 
 NOT_COUNTS = [None, 2.5, 2.0, True, False, 0, -1, "4", math.nan]
@@ -108,3 +108,9 @@ def test_scaling_to_zero_is_refused() -> None:
 def test_request_seconds_are_finite_and_positive(value: object) -> None:
     with pytest.raises(ValidationError, match="seconds"):
         VideoRequest(prompt="a cat", seconds=value)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("field", ["connect", "read", "request"])
+@pytest.mark.parametrize("value", [0, -1.0, math.inf, math.nan, None, "10"])
+def test_timeouts_are_finite_positive_numbers(field: str, value: object) -> None:
+    check_refused(Timeouts, field, value)

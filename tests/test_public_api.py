@@ -64,10 +64,8 @@ def test_type_hints_resolve_on_every_public_class(cls: type) -> None:
 
 
 def test_attrs_field_types_are_resolved() -> None:
-    # Timeouts lives in _transport.py, which the transport-seam work rewrites; its
-    # fields are all ``float``, which resolve under any module name anyway.
     for cls in public_classes():
-        if attrs.has(cls) and cls is not asyncvideo.Timeouts:
+        if attrs.has(cls):
             for field in attrs.fields(cls):
                 assert not isinstance(field.type, str), (cls, field.name)
 

@@ -3,6 +3,7 @@ connection to one gateway above it."""
 
 from __future__ import annotations
 
+from .._public import publish
 from ._aiohttp import AiohttpTransport, ClientSession, Timeouts
 from ._base import AsyncTransport, FilePart, HTTPRequest, HTTPResponse
 from ._connection import GatewayConnection, origin_of
@@ -19,5 +20,4 @@ __all__ = [
     "origin_of",
 ]
 
-for _cls in (AiohttpTransport, AsyncTransport, FilePart, HTTPRequest, HTTPResponse):
-    _cls.__module__ = "asyncvideo"
+publish(AiohttpTransport, AsyncTransport, FilePart, HTTPRequest, HTTPResponse, Timeouts)

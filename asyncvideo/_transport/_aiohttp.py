@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 import aiohttp
 import attrs
 
+from .._validators import positive_number
 from .._version import __version__
 from ..errors import ConfigurationError, ConnectError, TimeoutError, TransportError
 from ._base import HTTPRequest, HTTPResponse
@@ -35,12 +36,9 @@ class Timeouts:
         request: the whole of one JSON request/answer (not downloads).
     """
 
-    connect: float = 10.0
-    read: float = 60.0
-    request: float = 120.0
-
-
-Timeouts.__module__ = "asyncvideo"
+    connect: float = attrs.field(default=10.0, validator=positive_number)
+    read: float = attrs.field(default=60.0, validator=positive_number)
+    request: float = attrs.field(default=120.0, validator=positive_number)
 
 
 def _sdk_error(exc: BaseException, url: str) -> TransportError:

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import argparse
 
-import attrs
-
 from .. import Client, Job
 from ..errors import JobTimeoutError
 from ._common import EXIT_FAILED, EXIT_OK, connect, request_defaults
@@ -33,7 +31,7 @@ async def status(args: argparse.Namespace, out: Output) -> int:
     async with connect(args) as client:
         job = await client.get(args.task_id, model=args.model)
     if args.json:
-        out.record({**_job_record(job), "raw": dict(job.raw)})
+        out.record(job.to_dict())  # the library's one JSON form
         return EXIT_OK
     out.table(("field", "value"), _job_rows(job))
     return EXIT_OK
@@ -80,20 +78,3 @@ def _job_rows(job: Job) -> list[tuple[str, str]]:
     rows.append(("state", job.state.value))
     rows.extend((name, value) for name, value in optional if value is not None)
     return rows
-
-
-def _job_record(job: Job) -> dict[str, object]:
-    # Built by hand until the library's converter (Job.to_dict) lands; then use that.
-    return {
-        "id": job.id,
-        "model": job.model,
-        "provider": job.provider,
-        "state": job.state.value,
-        "native_status": job.native_status,
-        "progress": job.progress,
-        "video_url": job.video_url,
-        "created_at": iso(job.created_at),
-        "completed_at": iso(job.completed_at),
-        "expires_at": iso(job.expires_at),
-        "error": None if job.error is None else attrs.asdict(job.error),
-    }

@@ -34,6 +34,9 @@ from ._profiles import GATEWAYS as GATEWAYS
 from ._profiles import Endpoints as Endpoints
 from ._profiles import GatewayProfile as GatewayProfile
 from ._states import JobState as JobState
+from ._store import JobStore as JobStore
+from ._store import JournalEntry as JournalEntry
+from ._store import SQLiteJournal as SQLiteJournal
 from ._transport import Timeouts as Timeouts
 from ._version import __version__ as __version__
 from .providers import KNOWN_MODELS as KNOWN_MODELS
@@ -53,12 +56,15 @@ __all__ = [
     "Job",
     "JobError",
     "JobState",
+    "JobStore",
+    "JournalEntry",
     "Limits",
     "ManualClock",
     "Outcome",
     "PollPolicy",
     "ProgressEvent",
     "RetryPolicy",
+    "SQLiteJournal",
     "StateChangedEvent",
     "SubmittedEvent",
     "SystemClock",

@@ -41,10 +41,10 @@ from ._events import (
     StateChangedEvent,
     SubmittedEvent,
 )
-from ._journal import Journal, JournalEntry, fingerprint
 from ._models import Job, Outcome, VideoRequest
 from ._polling import PollPolicy
 from ._states import JobState
+from ._store import JobStore, JournalEntry, SQLiteJournal, fingerprint
 from ._transport import TRANSIENT_ERRORS
 from .errors import (
     AsyncVideoError,
@@ -143,7 +143,7 @@ class Batch:
     ) -> None:
         self._client = client
         self._journal_path = journal
-        self._journal: Journal | None = None
+        self._journal: JobStore | None = None
         self._clock = client.clock
         self._requests = requests
         self._output_dir = output_dir
@@ -198,8 +198,9 @@ class Batch:
                 worker.exception()  # retrieved: the error, if any, was raised above
 
     async def _main(self, send: MemoryObjectSendStream[Outcome]) -> None:
+        opened: SQLiteJournal | None = None
         if self._journal_path is not None:
-            self._journal = await Journal.open(self._journal_path)
+            self._journal = opened = await SQLiteJournal.open(self._journal_path)
         try:
             await self._run_all(send)
         except BaseExceptionGroup as group:
@@ -208,9 +209,9 @@ class Batch:
                 raise group.exceptions[0] from None
             raise
         finally:
-            if self._journal is not None:
+            if opened is not None:
                 with anyio.CancelScope(shield=True):
-                    await self._journal.close()
+                    await opened.close()
         if self._fatal is not None:
             raise self._fatal
         if self._input_error is not None:
@@ -288,7 +289,7 @@ class Batch:
             self._schedule(entry, now + self._policy.next_delay(0.0, self._client.rng))
 
     async def _resume_or_submit(
-        self, index: int, request: VideoRequest, journal: Journal
+        self, index: int, request: VideoRequest, journal: JobStore
     ) -> Job | Outcome:
         """Create only what the journal says was never sent; re-attach to the rest."""
         entry = await journal.get(index)

@@ -11,6 +11,7 @@ One clip is one ``await``; hundreds of clips at once are safe, fast and cheap::
 from __future__ import annotations
 
 from . import errors as errors
+from ._batch import Batch as Batch
 from ._client import Client as Client
 from ._clock import Clock as Clock
 from ._clock import ManualClock as ManualClock
@@ -44,6 +45,7 @@ from .providers import KNOWN_MODELS as KNOWN_MODELS
 __all__ = [
     "GATEWAYS",
     "KNOWN_MODELS",
+    "Batch",
     "Client",
     "Clock",
     "DownloadedEvent",

@@ -12,7 +12,7 @@ from asyncvideo import Client, Limits, Outcome, VideoRequest, errors
 from asyncvideo._store import SQLiteJournal
 from asyncvideo.testing import FakeGateway
 
-from .test_scheduler import SCALE, prompts, scaled_client
+from .test_batch import SCALE, prompts, scaled_client
 
 pytestmark = pytest.mark.anyio
 

@@ -18,7 +18,8 @@ import aiohttp
 import anyio
 import attrs
 
-from ._batch import Batch, _Run
+from ._batch import Batch
+from ._batch_run import _Run
 from ._clock import Clock, SystemClock
 from ._download import download_to_file, safe_filename
 from ._events import EventHandler

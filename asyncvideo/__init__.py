@@ -11,6 +11,7 @@ One clip is one ``await``; hundreds of clips at once are safe, fast and cheap::
 from __future__ import annotations
 
 from . import errors as errors
+from ._batch import Batch as Batch
 from ._client import Client as Client
 from ._clock import Clock as Clock
 from ._clock import ManualClock as ManualClock
@@ -36,6 +37,9 @@ from ._profiles import Endpoints as Endpoints
 from ._profiles import GatewayProfile as GatewayProfile
 from ._request_files import read_requests as read_requests
 from ._states import JobState as JobState
+from ._store import JobStore as JobStore
+from ._store import JournalEntry as JournalEntry
+from ._store import SQLiteJournal as SQLiteJournal
 from ._transport import AiohttpTransport as AiohttpTransport
 from ._transport import AsyncTransport as AsyncTransport
 from ._transport import FilePart as FilePart
@@ -50,6 +54,7 @@ __all__ = [
     "KNOWN_MODELS",
     "AiohttpTransport",
     "AsyncTransport",
+    "Batch",
     "Client",
     "Clock",
     "DownloadedEvent",
@@ -65,12 +70,15 @@ __all__ = [
     "Job",
     "JobError",
     "JobState",
+    "JobStore",
+    "JournalEntry",
     "Limits",
     "ManualClock",
     "Outcome",
     "PollPolicy",
     "ProgressEvent",
     "RetryPolicy",
+    "SQLiteJournal",
     "StateChangedEvent",
     "SubmittedEvent",
     "SystemClock",

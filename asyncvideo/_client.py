@@ -8,7 +8,7 @@ import mimetypes
 import os
 import random
 import uuid
-from collections.abc import AsyncGenerator, AsyncIterable, Iterable, Mapping
+from collections.abc import AsyncIterable, Iterable, Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import Unpack
@@ -17,15 +17,18 @@ from urllib.parse import quote
 import anyio
 import attrs
 
+from ._batch import Batch
+from ._batch_run import _Run
 from ._clock import Clock, SystemClock
 from ._download import download_to_file, safe_filename
 from ._events import EventHandler
-from ._models import ImageInput, Job, Limits, Outcome, VideoRequest, VideoRequestFields, is_url
+from ._models import ImageInput, Job, Limits, VideoRequest, VideoRequestFields, is_url
+from ._poller import Poller, PollListener, PollUpdate, Watch
 from ._polling import PollPolicy, RetryPolicy
 from ._profiles import GatewayProfile, resolve_gateway
-from ._retry import TRANSIENT_ERRORS, RetryDecision
-from ._scheduler import Batch
+from ._retry import RetryDecision
 from ._states import JobState
+from ._store import JobStore
 from ._transport import (
     AiohttpTransport,
     AsyncTransport,
@@ -40,7 +43,6 @@ from .errors import (
     CreateOutcomeUnknown,
     DownloadError,
     JobFailedError,
-    JobTimeoutError,
     ProtocolError,
     ValidationError,
     VideoExpiredError,
@@ -157,6 +159,10 @@ class Client:
             requests_per_second=self.limits.requests_per_second,
         )
         self._slots: dict[str, asyncio.Semaphore] = {}
+        # Every wait, generate and batch of this client polls through this one heap.
+        self._poller = Poller(
+            refresh=self.refresh, clock=self.clock, rng=self._rng, max_polls=self.limits.max_polls
+        )
         self._batches: set[tuple[asyncio.Task[None], anyio.CancelScope]] = set()
 
     def __repr__(self) -> str:
@@ -183,13 +189,19 @@ class Client:
         await self.aclose()
 
     async def aclose(self) -> None:
-        """Cancel running batches, wait for them to unwind, and close the connection pool."""
+        """Stop running batches and the poller, and close the connection pool.
+
+        Batches are cancelled and waited for (a create already sent is seen
+        through first); a ``wait`` still running in another task raises
+        :class:`~asyncvideo.errors.AsyncVideoError`.
+        """
         batches = list(self._batches)
         for _, scope in batches:
             scope.cancel()  # through the batch's scope, so shielded creates finish first
         if batches:
             with anyio.CancelScope(shield=True):
                 await asyncio.wait([task for task, _ in batches])
+        await self._poller.aclose()
         await self._connection.aclose()
 
     # -- limits ---------------------------------------------------------------------------
@@ -358,7 +370,8 @@ class Client:
         """Poll until the job is terminal and return it (succeeded, failed or cancelled).
 
         Transient errors while polling (timeouts, 5xx, 429) are retried at the
-        next scheduled poll; the deadline decides.
+        next scheduled poll; the deadline decides. The wait is one entry in the
+        client's poller, so a thousand concurrent waits cost one sleeping task.
 
         Args:
             job: a snapshot from ``submit``, ``get`` or ``refresh``.
@@ -371,19 +384,26 @@ class Client:
         """
         policy = poll_policy or self.poll_policy
         deadline = policy.deadline if timeout is None else timeout
-        started = self.clock.monotonic()
-        elapsed = 0.0
-        while not job.is_terminal:
-            remaining = deadline - elapsed
-            if remaining <= 0:
-                raise JobTimeoutError(job, deadline)
-            await self.clock.sleep(min(policy.next_delay(elapsed, self._rng), remaining))
-            try:
-                job = await self.refresh(job)
-            except TRANSIENT_ERRORS as exc:
-                logger.warning("poll of task %s failed, will poll again: %s", job.id, exc)
-            elapsed = max(self.clock.monotonic() - started, elapsed + 1e-9)
-        return job
+        if job.is_terminal:
+            return job
+        done: asyncio.Future[Job] = asyncio.get_running_loop().create_future()
+
+        def listener(update: PollUpdate) -> None:
+            if not update.final or done.done():
+                return
+            if update.error is not None:
+                done.set_exception(update.error)
+            else:
+                done.set_result(update.job)
+
+        # No loop of our own: the client's poller holds this wait as one heap entry.
+        watch = self._poller.watch(job, policy=policy, deadline=deadline, listener=listener)
+        try:
+            return await done
+        finally:
+            watch.cancel()  # cancelled: the others go on polling undisturbed
+            if done.done() and not done.cancelled():
+                done.exception()  # seen, even when a cancel arrived with the answer
 
     async def download(
         self, job: Job, dest: str | os.PathLike[str], *, variant: str | None = None
@@ -403,14 +423,14 @@ class Client:
         target = Path(dest)
         if await anyio.Path(target).is_dir():
             target = target / f"{safe_filename(job.id)}.mp4"
-        await self.download_file(job, target, variant=variant)
+        await self._download_file(job, target, variant=variant)
         return target
 
-    async def download_file(self, job: Job, path: Path, *, variant: str | None = None) -> int:
+    async def _download_file(self, job: Job, path: Path, *, variant: str | None = None) -> int:
         """Like :meth:`download` with ``path`` always a file; returns the bytes written.
 
-        The batch scheduler uses this: it names its files itself and wants the
-        size without another trip to the disk.
+        A batch uses this: it names its files itself and wants the size
+        without another trip to the disk.
         """
         job.raise_for_state()
         if job.state is not JobState.SUCCEEDED:
@@ -496,14 +516,20 @@ class Client:
         timeout: float | None = None,
         poll_policy: PollPolicy | None = None,
         journal: str | os.PathLike[str] | None = None,
-    ) -> AsyncGenerator[Outcome, None]:
+        store: JobStore | None = None,
+    ) -> Batch:
         """Generate many clips at once; yields one :class:`Outcome` per request as each ends.
 
         Requests are read lazily (a huge prompt file is never all in memory),
-        at most ``limits.max_active_jobs`` are in flight, one scheduler polls
-        them all, and finished videos download in parallel while others are
-        still generating. One job's failure never stops the others; an error
-        that would fail them all (401, 402, 403) stops the batch and is raised.
+        at most ``limits.max_active_jobs`` are in flight, the client's one
+        poller polls them all, and finished videos download in parallel while
+        others are still generating. One job's failure never stops the others;
+        an error that would fail them all (one whose class says ``stops_batch``:
+        401, 402, 403) stops the batch and is raised.
+
+        The result is a :class:`~asyncvideo.Batch`: iterate it, ideally inside
+        ``async with``, which cancels what is left on leaving (see ``Batch``).
+        Nothing is sent before the first outcome is asked for.
 
         Args:
             requests: any iterable or async iterable of :class:`VideoRequest`.
@@ -515,35 +541,71 @@ class Client:
                 and task id before and as they happen; running the same batch
                 again with it resumes: finished files are skipped, known tasks
                 are polled, and only never-sent requests are created.
+            store: the same through any :class:`~asyncvideo.JobStore` (for
+                example an open :class:`~asyncvideo.SQLiteJournal`), which
+                stays yours to close; give ``journal`` or ``store``, not both.
+
+        Raises:
+            ValidationError: both ``journal`` and ``store`` were given.
 
         Example:
-            >>> async for outcome in client.generate_many(  # doctest: +SKIP
-            ...     requests, output_dir="videos"
-            ... ):
-            ...     print(outcome.index, outcome.path or outcome.error)
+            >>> async with client.generate_many(  # doctest: +SKIP
+            ...     requests, output_dir="videos", journal="videos/journal.sqlite"
+            ... ) as outcomes:
+            ...     async for outcome in outcomes:
+            ...         print(outcome.index, outcome.path or outcome.error)
         """
-        batch = Batch(
-            self,
+        run = _Run(
+            _ClientBackend(self),
             requests,
             output_dir=Path(output_dir),
             on_event=on_event,
             timeout=timeout,
             poll_policy=poll_policy or self.poll_policy,
             journal=journal,
+            store=store,
         )
-        return batch.run()
+        return Batch(run)
 
-    # -- internals the scheduler uses ---------------------------------------------------------
-
-    @property
-    def rng(self) -> random.Random:
-        return self._rng
-
-    def track_batch(self, task: asyncio.Task[None], scope: anyio.CancelScope) -> None:
+    def _track_batch(self, task: asyncio.Task[None], scope: anyio.CancelScope) -> None:
         """Remember a running batch so :meth:`aclose` can stop it first."""
         entry = (task, scope)
         self._batches.add(entry)
         task.add_done_callback(lambda _: self._batches.discard(entry))
+
+
+class _ClientBackend:
+    """The narrow face of a :class:`Client` that a batch sees (``_batch.BatchBackend``)."""
+
+    __slots__ = ("_client",)
+
+    def __init__(self, client: Client) -> None:
+        self._client = client
+
+    @property
+    def limits(self) -> Limits:
+        return self._client.limits
+
+    @property
+    def honours_idempotency_keys(self) -> bool:
+        return self._client.gateway.honours_idempotency_keys
+
+    async def submit(self, request: VideoRequest, /) -> Job:
+        return await self._client.submit(request)
+
+    async def get(self, task_id: str, *, model: str, provider: str | None = None) -> Job:
+        return await self._client.get(task_id, model=model, provider=provider)
+
+    async def download_to(self, job: Job, path: Path) -> int:
+        return await self._client._download_file(job, path)
+
+    def watch(
+        self, job: Job, *, policy: PollPolicy, deadline: float, listener: PollListener
+    ) -> Watch:
+        return self._client._poller.watch(job, policy=policy, deadline=deadline, listener=listener)
+
+    def track(self, task: asyncio.Task[None], scope: anyio.CancelScope) -> None:
+        self._client._track_batch(task, scope)
 
 
 Client.__module__ = "asyncvideo"

@@ -13,9 +13,9 @@ idempotency key, ``retry_after``) and never the API key::
     ├── ProtocolError              an answer the SDK cannot read (not JSON, no task id)
     ├── APIError                   the gateway answered with an error status
     │   ├── InvalidRequestError    400
-    │   ├── AuthenticationError    401
-    │   ├── InsufficientQuotaError 402
-    │   ├── PermissionDeniedError  403
+    │   ├── AuthenticationError    401, stops a batch
+    │   ├── InsufficientQuotaError 402, stops a batch
+    │   ├── PermissionDeniedError  403, stops a batch
     │   ├── NotFoundError          404 (or 400 "task not found")
     │   ├── ContentPolicyError     422
     │   ├── RateLimitError         429, with retry_after
@@ -26,11 +26,22 @@ idempotency key, ``retry_after``) and never the API key::
     └── DownloadError              the file could not be fetched or verified
         ├── VideoExpiredError      the video URL is past expires_at
         └── IntegrityError         wrong length, or the body is not an MP4
+
+**Which errors stop a batch** is a property of the class: ``stops_batch``.
+In ``Client.generate_many`` one job's error is that job's
+:class:`~asyncvideo.Outcome`, and the others go on; an error whose class has
+``stops_batch = True`` would fail every job (a bad key, no quota, a key that
+may not use the model), so when a create or a status query raises one the
+batch stops at once and raises it, with the tasks still unfinished named in
+its notes. Those are :class:`AuthenticationError`,
+:class:`InsufficientQuotaError` and :class:`PermissionDeniedError`. A
+download's error is always that clip's own: a CDN answers 401 or 403 for an
+expired signature, not for a bad key.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, ClassVar
 
 if TYPE_CHECKING:
     from ._models import Job
@@ -62,7 +73,14 @@ __all__ = [
 
 
 class AsyncVideoError(Exception):
-    """Base class of every error asyncvideo raises."""
+    """Base class of every error asyncvideo raises.
+
+    Attributes:
+        stops_batch: whether this error stops a whole ``generate_many`` batch
+            (see the module docstring); ``False`` unless a subclass says so.
+    """
+
+    stops_batch: ClassVar[bool] = False
 
 
 class ValidationError(AsyncVideoError, ValueError):
@@ -156,15 +174,21 @@ class InvalidRequestError(APIError):
 
 
 class AuthenticationError(APIError):
-    """401: the API key is missing or wrong. Final: retrying cannot help."""
+    """401: the API key is missing or wrong. Final: retrying cannot help. Stops a batch."""
+
+    stops_batch = True
 
 
 class InsufficientQuotaError(APIError):
-    """402: the account has no balance or quota left."""
+    """402: the account has no balance or quota left. Stops a batch."""
+
+    stops_batch = True
 
 
 class PermissionDeniedError(APIError):
-    """403: the key may not use this model or resource."""
+    """403: the key may not use this model or resource. Stops a batch."""
+
+    stops_batch = True
 
 
 class NotFoundError(APIError):

@@ -67,14 +67,16 @@ async def main() -> None:
         ) as client,
     ):
         succeeded = 0
-        async for outcome in client.generate_many(
+        # `async with` closes the batch on leaving, even on a break or Ctrl-C.
+        async with client.generate_many(
             requests(), output_dir="videos/batch", on_event=on_event
-        ):
-            if outcome.ok:
-                succeeded += 1
-                print(f"done #{outcome.index}: {outcome.path}")
-            else:
-                print(f"done #{outcome.index}: {outcome.error}")
+        ) as outcomes:
+            async for outcome in outcomes:
+                if outcome.ok:
+                    succeeded += 1
+                    print(f"done #{outcome.index}: {outcome.path}")
+                else:
+                    print(f"done #{outcome.index}: {outcome.error}")
     print(f"{succeeded}/{len(PROMPTS)} clips in videos/batch")
 
 

@@ -9,10 +9,10 @@ import anyio
 import pytest
 
 from asyncvideo import Client, Limits, Outcome, VideoRequest, errors
-from asyncvideo._journal import Journal
+from asyncvideo._store import SQLiteJournal
 from asyncvideo.testing import FakeGateway
 
-from .test_scheduler import SCALE, prompts, scaled_client
+from .test_batch import SCALE, prompts, scaled_client
 
 pytestmark = pytest.mark.anyio
 
@@ -69,7 +69,7 @@ async def test_an_interrupted_create_is_not_blindly_repeated(
 ) -> None:
     journal_path = tmp_path / "j.sqlite"
     requests = list(prompts(3))
-    journal = await Journal.open(journal_path)
+    journal = await SQLiteJournal.open(journal_path)
     await journal.record_intent(1, requests[1], "key-from-the-crashed-run")
     await journal.close()
     async with scaled_client(slow_gateway) as client:

@@ -1,4 +1,9 @@
-"""The durable job journal: SQLite in WAL mode, standard library only.
+"""Where a batch keeps what it must not lose: the :class:`JobStore` protocol and
+the SQLite journal, its embedded default.
+
+A batch talks to its store only through :class:`JobStore`, so another store
+(PostgreSQL, for many workers sharing a batch) is a new class, not a change
+to the batch.
 
 A batch writes the *intent* (request fingerprint and idempotency key) before a
 create is sent, the task id as soon as the gateway answers, and the outcome at
@@ -15,13 +20,14 @@ import os
 import sqlite3
 import time
 from pathlib import Path
+from typing import Protocol
 
 import anyio
 import attrs
 
 from ._models import Job, VideoRequest
 
-__all__ = ["Journal", "JournalEntry", "fingerprint"]
+__all__ = ["JobStore", "JournalEntry", "SQLiteJournal", "fingerprint"]
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -71,11 +77,58 @@ class JournalEntry:
     error: str | None
 
 
-class Journal:
-    """One batch's journal file. Use :meth:`open`; calls run in a worker thread.
+class JobStore(Protocol):
+    """What a batch records about its requests, so that a re-run resumes instead of paying twice.
 
-    A single connection is shared, with a one-thread limiter so SQLite sees one
-    writer at a time.
+    Rows are keyed by the request's index in the batch's input. Each call must
+    be durable when it returns: the batch sends a create only after
+    :meth:`record_intent` returned, and relies on :meth:`record_job` having
+    kept the task id before it goes on. :class:`SQLiteJournal` is the default;
+    pass another with ``generate_many(store=...)``. A store you pass is yours
+    to close; the batch closes only the journal it opens from ``journal=``.
+
+    Example:
+        >>> async def main(client: Client) -> None:  # doctest: +SKIP
+        ...     store = await SQLiteJournal.open("videos/journal.sqlite")
+        ...     try:
+        ...         async for outcome in client.generate_many(
+        ...             requests, output_dir="videos", store=store
+        ...         ):
+        ...             print(outcome.index, outcome.path or outcome.error)
+        ...     finally:
+        ...         await store.close()
+    """
+
+    async def get(self, index: int) -> JournalEntry | None:
+        """What is known about request ``index``, or ``None`` if it was never recorded."""
+        ...
+
+    async def record_intent(self, index: int, request: VideoRequest, key: str) -> None:
+        """Before the create: request ``index`` is about to be sent with idempotency ``key``."""
+        ...
+
+    async def record_job(self, index: int, job: Job) -> None:
+        """The task id (and latest state) of request ``index``, as soon as they are known."""
+        ...
+
+    async def record_outcome(
+        self, index: int, *, state: str | None, path: Path | None, error: BaseException | None
+    ) -> None:
+        """How request ``index`` ended: its state, its file, or its error."""
+        ...
+
+
+class SQLiteJournal:
+    """A :class:`JobStore` in one SQLite file (WAL mode). Use :meth:`open`.
+
+    Calls run in a worker thread; a single connection is shared, with a
+    one-thread limiter so SQLite sees one writer at a time.
+
+    Example:
+        >>> async def main() -> None:  # doctest: +SKIP
+        ...     journal = await SQLiteJournal.open("videos/journal.sqlite")
+        ...     print(await journal.get(0))
+        ...     await journal.close()
     """
 
     def __init__(self, connection: sqlite3.Connection) -> None:
@@ -83,7 +136,13 @@ class Journal:
         self._lock = anyio.CapacityLimiter(1)
 
     @classmethod
-    async def open(cls, path: str | os.PathLike[str]) -> Journal:
+    async def open(cls, path: str | os.PathLike[str]) -> SQLiteJournal:
+        """Open (or create) the journal at ``path``, creating its folder if needed.
+
+        Args:
+            path: the SQLite file.
+        """
+
         def connect() -> sqlite3.Connection:
             Path(path).parent.mkdir(parents=True, exist_ok=True)
             db = sqlite3.connect(os.fspath(path), check_same_thread=False, isolation_level=None)
@@ -95,6 +154,7 @@ class Journal:
         return cls(await anyio.to_thread.run_sync(connect))
 
     async def close(self) -> None:
+        """Close the connection; every recorded row is already committed."""
         await anyio.to_thread.run_sync(self._db.close, limiter=self._lock)
 
     async def _run(self, sql: str, params: tuple[object, ...]) -> list[tuple[object, ...]]:
@@ -106,6 +166,7 @@ class Journal:
         return rows
 
     async def get(self, index: int) -> JournalEntry | None:
+        """What is known about request ``index``, or ``None``."""
         rows = await self._run(
             "SELECT idx, fingerprint, idempotency_key, model, provider, task_id, state, path,"
             " error FROM jobs WHERE idx = ?",
@@ -131,6 +192,7 @@ class Journal:
     async def record_outcome(
         self, index: int, *, state: str | None, path: Path | None, error: BaseException | None
     ) -> None:
+        """How request ``index`` ended."""
         await self._run(
             "UPDATE jobs SET state = COALESCE(?, state), path = ?, error = ?, updated_at = ?"
             " WHERE idx = ?",
@@ -142,3 +204,9 @@ class Journal:
                 index,
             ),
         )
+
+
+# Resolve the annotations before the public module name hides where they live.
+attrs.resolve_types(JournalEntry)
+for _cls in (JobStore, JournalEntry, SQLiteJournal):
+    _cls.__module__ = "asyncvideo"

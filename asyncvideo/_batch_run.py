@@ -1,21 +1,16 @@
-"""The bounded concurrent orchestration behind ``Client.generate_many``.
+"""The work of one ``generate_many`` batch; :class:`~asyncvideo.Batch` starts, stops and reads it.
 
-One batch runs these tasks in one anyio task group:
-
-- a feeder that reads requests lazily and submits each once a job slot is free;
-- one timer loop over a heap of (next poll time, job), which hands due jobs to
-- ``max_polls`` poll workers, which refresh a job and either schedule its next
-  poll, queue it for download, or finish it;
-- ``max_downloads`` download workers, which take the soonest-expiring video first.
-
-No job owns a sleeping coroutine: 10,000 waiting jobs are 10,000 heap entries.
-The scheduler knows nothing about wire formats; it calls the client's
-``submit``/``refresh``/``download``, which carry the limits and retries.
+See :mod:`asyncvideo._batch` for the shape: a feeder, the client's poller (the
+batch registers each job with it; one update task applies what it finds), and
+``max_downloads`` download workers. This module sees its client only as a
+:class:`~asyncvideo._batch.BatchBackend` and its records only as a
+:class:`~asyncvideo.JobStore`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import heapq
 import inspect
 import itertools
@@ -23,7 +18,7 @@ import logging
 import math
 import os
 import uuid
-from collections.abc import AsyncGenerator, AsyncIterable, Iterable, Mapping
+from collections.abc import AsyncIterable, Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Generic, TypeVar
 
@@ -41,36 +36,30 @@ from ._events import (
     StateChangedEvent,
     SubmittedEvent,
 )
-from ._journal import Journal, JournalEntry, fingerprint
 from ._models import Job, Outcome, VideoRequest
+from ._poller import PollUpdate, Watch
 from ._polling import PollPolicy
-from ._retry import TRANSIENT_ERRORS
 from ._states import JobState
-from .errors import (
-    AsyncVideoError,
-    AuthenticationError,
-    CreateOutcomeUnknown,
-    InsufficientQuotaError,
-    JobFailedError,
-    JobTimeoutError,
-    ValidationError,
-)
+from ._store import JobStore, JournalEntry, SQLiteJournal, fingerprint
+from .errors import AsyncVideoError, CreateOutcomeUnknown, JobFailedError, ValidationError
 
 if TYPE_CHECKING:
-    from ._client import Client
+    from ._batch import BatchBackend
 
-__all__ = ["Batch"]
+__all__ = ["stops_batch"]
 
 logger = logging.getLogger("asyncvideo")
-
-#: Errors that would fail every job of the batch: stop at once instead of paying for nothing.
-FATAL_ERRORS: tuple[type[Exception], ...] = (AuthenticationError, InsufficientQuotaError)
 
 T = TypeVar("T")
 
 
+def stops_batch(error: BaseException) -> bool:
+    """Whether ``error`` fails every job of a batch, so the batch stops with it."""
+    return isinstance(error, AsyncVideoError) and error.stops_batch
+
+
 class _PriorityQueue(Generic[T]):
-    """A heap that workers ``await pop()`` from, lowest priority value first."""
+    """A heap that workers ``await pop()`` from, lowest priority value first (FIFO on ties)."""
 
     def __init__(self) -> None:
         self._heap: list[tuple[float, int, T]] = []
@@ -85,18 +74,15 @@ class _PriorityQueue(Generic[T]):
         await self._ready.acquire()
         return heapq.heappop(self._heap)[2]
 
-    def __len__(self) -> int:
-        return len(self._heap)
-
 
 @attrs.define(eq=False)
 class _Entry:
-    """One job in flight: its request, latest snapshot and clock."""
+    """One job in flight: its request, latest snapshot and registration with the poller."""
 
     index: int
     request: VideoRequest
     job: Job
-    submitted_at: float
+    watch: Watch | None = None
 
 
 def _coerce(item: object) -> VideoRequest:
@@ -127,79 +113,50 @@ def _job_from(entry: JournalEntry) -> Job:
     )
 
 
-class Batch:
-    """One run of ``generate_many``. Use :meth:`run`; it yields outcomes as jobs end."""
+class _Run:
+    """The work of one batch; :class:`Batch` starts, stops and reads it."""
 
     def __init__(
         self,
-        client: Client,
+        backend: BatchBackend,
         requests: Iterable[VideoRequest] | AsyncIterable[VideoRequest],
         *,
         output_dir: Path,
         on_event: EventHandler | None,
         timeout: float | None,
         poll_policy: PollPolicy,
-        journal: str | os.PathLike[str] | None = None,
+        journal: str | os.PathLike[str] | None,
+        store: JobStore | None,
     ) -> None:
-        self._client = client
+        if journal is not None and store is not None:
+            raise ValidationError("pass journal= or store=, not both", field="store")
+        self.backend = backend
+        self.scope = anyio.CancelScope()
+        self._stopped_by_caller = False
         self._journal_path = journal
-        self._journal: Journal | None = None
-        self._clock = client.clock
+        self._store = store
         self._requests = requests
         self._output_dir = output_dir
         self._on_event = on_event
         self._policy = poll_policy
         self._deadline = poll_policy.deadline if timeout is None else timeout
-        limits = client.limits
-        self._job_slots = anyio.Semaphore(limits.max_active_jobs)
-        self._timers: list[tuple[float, int, _Entry]] = []
-        self._order = itertools.count()
-        self._due: _PriorityQueue[_Entry] = _PriorityQueue()
+        self._job_slots = anyio.Semaphore(backend.limits.max_active_jobs)
+        self._updates: _PriorityQueue[tuple[_Entry, PollUpdate]] = _PriorityQueue()
         self._downloads: _PriorityQueue[_Entry] = _PriorityQueue()
-        self._timer_scope: anyio.CancelScope | None = None
-        self._sleeping_until = math.inf
         self._active: dict[int, _Entry] = {}
         self._pending = 0  # started, outcome not yet delivered
         self._feeding_done = False
         self._all_done = anyio.Event()
         self._fatal: BaseException | None = None
         self._input_error: Exception | None = None
-        self._scope = anyio.CancelScope()
         self._send: MemoryObjectSendStream[Outcome] | None = None
 
-    # -- the public face -----------------------------------------------------------------------
-
-    async def run(self) -> AsyncGenerator[Outcome, None]:
-        """Yield one :class:`Outcome` per request, in completion order.
-
-        The work runs in a task of its own so that no cancel scope spans a
-        ``yield``; leaving the loop (break, exception, cancellation) cancels
-        it and waits for it, so no task outlives the batch and no half file
-        remains under a final name.
-        """
-        limits = self._client.limits
-        send, receive = anyio.create_memory_object_stream[Outcome](limits.max_active_jobs)
+    async def main(self, send: MemoryObjectSendStream[Outcome]) -> None:
         self._send = send
-        worker = asyncio.get_running_loop().create_task(self._main(send))
-        self._client.track_batch(worker, self._scope)
-        try:
-            async with receive:
-                async for outcome in receive:
-                    yield outcome
-            if worker.cancelled():
-                raise AsyncVideoError("the batch was stopped because its client was closed")
-            await worker
-        finally:
-            if not worker.done():
-                self._scope.cancel()
-                with anyio.CancelScope(shield=True):
-                    await asyncio.wait([worker])
-            if worker.done() and not worker.cancelled():
-                worker.exception()  # retrieved: the error, if any, was raised above
-
-    async def _main(self, send: MemoryObjectSendStream[Outcome]) -> None:
+        opened: SQLiteJournal | None = None
         if self._journal_path is not None:
-            self._journal = await Journal.open(self._journal_path)
+            opened = await SQLiteJournal.open(self._journal_path)
+            self._store = opened
         try:
             await self._run_all(send)
         except BaseExceptionGroup as group:
@@ -208,24 +165,30 @@ class Batch:
                 raise group.exceptions[0] from None
             raise
         finally:
-            if self._journal is not None:
+            for entry in self._active.values():
+                if entry.watch is not None:
+                    entry.watch.cancel()  # the client's poller forgets this batch's jobs
+            if opened is not None:
                 with anyio.CancelScope(shield=True):
-                    await self._journal.close()
+                    await opened.close()
         if self._fatal is not None:
             raise self._fatal
         if self._input_error is not None:
             raise self._input_error
-        if self._scope.cancel_called and not self._all_done.is_set():
+        if self.scope.cancel_called and not self._stopped_by_caller:
             raise AsyncVideoError("the batch was stopped because its client was closed")
+
+    def stop(self) -> None:
+        """The caller is done with the batch: cancel what is left, quietly."""
+        self._stopped_by_caller = True
+        self.scope.cancel()
 
     async def _run_all(self, send: MemoryObjectSendStream[Outcome]) -> None:
         async with send:
-            with self._scope:
+            with self.scope:
                 async with anyio.create_task_group() as group:
-                    group.start_soon(self._timer_loop)
-                    for _ in range(self._client.limits.max_polls):
-                        group.start_soon(self._poll_worker)
-                    for _ in range(self._client.limits.max_downloads):
+                    group.start_soon(self._update_worker)
+                    for _ in range(self.backend.limits.max_downloads):
                         group.start_soon(self._download_worker)
                     await self._feed(group)
                     await self._all_done.wait()
@@ -263,41 +226,45 @@ class Batch:
         request: VideoRequest | None = None
         try:
             request = _coerce(item)
-            if self._journal is None:
-                job = await self._client.submit(request)
+            if self._store is None:
+                job = await self.backend.submit(request)
             else:
-                resumed = await self._resume_or_submit(index, request, self._journal)
+                resumed = await self._resume_or_submit(index, request, self._store)
                 if isinstance(resumed, Outcome):
                     await self._finish(resumed)
                     return
                 job = resumed
-        except FATAL_ERRORS as exc:
-            self._stop(exc)
-            return
         except Exception as exc:
+            if stops_batch(exc):
+                self._stop(exc)
+                return
             placeholder = request or VideoRequest(prompt="?", model="?")
             await self._finish(Outcome(index=index, request=placeholder, error=exc))
             return
-        now = self._clock.monotonic()
-        entry = _Entry(index=index, request=request, job=job, submitted_at=now)
+        entry = _Entry(index=index, request=request, job=job)
         self._active[index] = entry
         await self._emit(SubmittedEvent(index=index, job=job))
         if job.is_terminal:
             await self._settle(entry)
         else:
-            self._schedule(entry, now + self._policy.next_delay(0.0, self._client.rng))
+            entry.watch = self.backend.watch(
+                job,
+                policy=self._policy,
+                deadline=self._deadline,
+                listener=functools.partial(self._on_update, entry),
+            )
 
     async def _resume_or_submit(
-        self, index: int, request: VideoRequest, journal: Journal
+        self, index: int, request: VideoRequest, store: JobStore
     ) -> Job | Outcome:
-        """Create only what the journal says was never sent; re-attach to the rest."""
-        entry = await journal.get(index)
+        """Create only what the store says was never sent; re-attach to the rest."""
+        entry = await store.get(index)
         if entry is None:
             key = request.idempotency_key or uuid.uuid4().hex
             request = attrs.evolve(request, idempotency_key=key)
-            await journal.record_intent(index, request, key)
-            job = await self._client.submit(request)
-            await journal.record_job(index, job)
+            await store.record_intent(index, request, key)
+            job = await self.backend.submit(request)
+            await store.record_job(index, job)
             return job
         if entry.fingerprint != fingerprint(request):
             raise ValidationError(
@@ -309,82 +276,50 @@ class Batch:
                 index=index, request=request, job=_job_from(entry), path=Path(entry.path)
             )
         if entry.task_id:
-            job = await self._client.get(entry.task_id, model=entry.model, provider=entry.provider)
-            await journal.record_job(index, job)
+            job = await self.backend.get(entry.task_id, model=entry.model, provider=entry.provider)
+            await store.record_job(index, job)
             return job
         # Sent or not? Only a gateway that deduplicates by key makes a retry safe.
-        if not self._client.gateway.honours_idempotency_keys:
+        if not self.backend.honours_idempotency_keys:
             raise CreateOutcomeUnknown(
                 f"request {index} was about to be sent when the last run stopped; "
                 "check the gateway for a task before submitting it again",
                 idempotency_key=entry.idempotency_key,
                 cause=RuntimeError("interrupted before the task id was recorded"),
             )
-        job = await self._client.submit(
+        job = await self.backend.submit(
             attrs.evolve(request, idempotency_key=entry.idempotency_key)
         )
-        await journal.record_job(index, job)
+        await store.record_job(index, job)
         return job
 
-    # -- polling -------------------------------------------------------------------------------
+    # -- what the poller found -----------------------------------------------------------------
 
-    def _schedule(self, entry: _Entry, due: float) -> None:
-        heapq.heappush(self._timers, (due, next(self._order), entry))
-        if due < self._sleeping_until and self._timer_scope is not None:
-            self._timer_scope.cancel()  # the timer loop sleeps past this one: wake it
+    def _on_update(self, entry: _Entry, update: PollUpdate) -> None:
+        # The poller is the client's, shared with other batches and waits: never block it.
+        self._updates.push(0.0, (entry, update))
 
-    async def _timer_loop(self) -> None:
-        timers = self._timers
-        # Polls due within this slack go out together: one wake-up serves many jobs
-        # instead of one wake-up per jittered timer (2% of the shortest interval).
-        slack = 0.02 * min(self._policy.first_delay, self._policy.interval_at(0.0))
+    async def _update_worker(self) -> None:
+        # One task, in order: a job's events arrive as its polls saw them.
         while True:
-            now = self._clock.monotonic()
-            while timers and timers[0][0] <= now + slack:
-                self._due.push(timers[0][0], heapq.heappop(timers)[2])
-            self._sleeping_until = timers[0][0] if timers else math.inf
-            self._timer_scope = anyio.CancelScope()
-            with self._timer_scope:
-                if timers:
-                    await self._clock.sleep(self._sleeping_until - now)
-                else:
-                    await anyio.sleep_forever()
-            self._timer_scope = None
+            entry, update = await self._updates.pop()
+            await self._apply(entry, update)
 
-    async def _poll_worker(self) -> None:
-        while True:
-            entry = await self._due.pop()
-            await self._poll(entry)
-
-    async def _poll(self, entry: _Entry) -> None:
-        previous = entry.job
-        try:
-            job = await self._client.refresh(previous)
-        except FATAL_ERRORS as exc:
-            self._stop(exc)
-            return
-        except TRANSIENT_ERRORS as exc:
-            logger.warning("poll of task %s failed, will poll again: %s", previous.id, exc)
-            job = previous
-        except Exception as exc:
-            await self._finish_entry(entry, error=exc)
-            return
+    async def _apply(self, entry: _Entry, update: PollUpdate) -> None:
+        job, previous = update.job, update.previous
         entry.job = job
+        if update.error is not None:
+            if stops_batch(update.error):
+                self._stop(update.error)
+            else:
+                await self._finish_entry(entry, error=update.error)
+            return
         if job.state is not previous.state:
             await self._emit(StateChangedEvent(index=entry.index, job=job, previous=previous))
         elif job.progress != previous.progress:
             await self._emit(ProgressEvent(index=entry.index, job=job))
         if job.is_terminal:
             await self._settle(entry)
-            return
-        now = self._clock.monotonic()
-        elapsed = now - entry.submitted_at
-        remaining = self._deadline - elapsed
-        if remaining <= 0:
-            await self._finish_entry(entry, error=JobTimeoutError(job, self._deadline))
-            return
-        delay = self._policy.next_delay(elapsed, self._client.rng)
-        self._schedule(entry, now + min(delay, remaining))
 
     async def _settle(self, entry: _Entry) -> None:
         job = entry.job
@@ -405,11 +340,10 @@ class Batch:
             entry = await self._downloads.pop()
             path = self._path_for(entry)
             try:
-                size = await self._client.download_file(entry.job, path)
-            except FATAL_ERRORS as exc:
-                self._stop(exc)
-                continue
+                size = await self.backend.download_to(entry.job, path)
             except Exception as exc:
+                # Always this clip's error, never the batch's: a CDN's 401 or 403 is an
+                # expired signature, not a bad key (that shows on the next create or poll).
                 await self._finish_entry(entry, error=exc)
                 continue
             await self._emit(
@@ -437,8 +371,8 @@ class Batch:
                     error=outcome.error,
                 )
             )
-        if self._journal is not None:
-            await self._journal.record_outcome(
+        if self._store is not None:
+            await self._store.record_outcome(
                 outcome.index,
                 state=outcome.job.state.value if outcome.job else None,
                 path=outcome.path,
@@ -455,7 +389,7 @@ class Batch:
             self._all_done.set()
 
     def _stop(self, error: BaseException) -> None:
-        """Stop the whole batch with ``error`` (bad key, no quota)."""
+        """Stop the whole batch with ``error`` (bad key, no quota, no permission)."""
         if self._fatal is None:
             self._fatal = error
             unfinished = sorted(entry.job.id for entry in self._active.values())
@@ -463,7 +397,7 @@ class Batch:
                 note = f"tasks submitted and not finished: {', '.join(unfinished)}"
                 error.add_note(note)
                 logger.warning("batch stopped by %s; %s", type(error).__name__, note)
-        self._scope.cancel()
+        self.scope.cancel()
 
     async def _emit(self, event: Event) -> None:
         if self._on_event is None:

@@ -1,4 +1,4 @@
-"""generate_many: one scheduler, bounded concurrency, every outcome, clean cancellation.
+"""generate_many: one poller, bounded concurrency, every outcome, clean closing.
 
 These run in scaled real time (a "30 s" job takes 150 ms) because they measure
 concurrency the way the server sees it.
@@ -9,8 +9,11 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Literal
 
 import anyio
+import anyio.lowlevel
+import attrs
 import pytest
 
 from asyncvideo import (
@@ -18,6 +21,9 @@ from asyncvideo import (
     DownloadedEvent,
     Event,
     FailedEvent,
+    Job,
+    JobStore,
+    JournalEntry,
     Limits,
     Outcome,
     PollPolicy,
@@ -27,6 +33,7 @@ from asyncvideo import (
     VideoRequest,
     errors,
 )
+from asyncvideo._store import fingerprint
 from asyncvideo.testing import FakeGateway
 
 pytestmark = pytest.mark.anyio
@@ -254,3 +261,171 @@ async def test_closing_the_client_stops_its_batch_loudly(
         async for _ in outcomes:
             pass
     assert not list(tmp_path.glob("*.part"))
+
+
+async def test_leaving_async_with_cancels_the_rest_and_waits(
+    fast_gateway: FakeGateway, tmp_path: Path
+) -> None:
+    fast_gateway.set_config(video_bytes=512 * 1024)
+    before = client_tasks()
+    async with scaled_client(fast_gateway) as client:
+        async with client.generate_many(prompts(200), output_dir=tmp_path) as outcomes:
+            async for first in outcomes:
+                assert first.ok
+                break
+        # Closed on leaving the block, not later: no create is still going out, no half
+        # file carries a final name, and the polls of its jobs are being called off.
+        for _ in range(5):
+            await anyio.lowlevel.checkpoint()  # no time passes: just let them unwind
+        assert client_tasks() - before == set()
+        creates = fast_gateway.stats.creates
+        assert creates == fast_gateway.stats.create_requests  # every create sent was answered
+        await anyio.sleep(0.1)
+        assert fast_gateway.stats.creates == creates
+        assert creates < 200
+        assert len(client._poller) == 0  # the batch's jobs left the client's poller
+    assert not list(tmp_path.glob("*.part"))
+    for video in tmp_path.glob("*.mp4"):
+        assert video.read_bytes()[4:8] == b"ftyp"
+
+
+async def test_a_create_in_flight_is_seen_through_when_the_batch_closes(
+    fast_gateway: FakeGateway, tmp_path: Path
+) -> None:
+    fast_gateway.set_config(latency=0.05)  # every create is in flight when we leave
+    async with scaled_client(fast_gateway, limits=Limits(max_creates=4)) as client:
+        batch = client.generate_many(prompts(50), output_dir=tmp_path)
+        async with batch:
+            with anyio.move_on_after(0.02):
+                await batch.__anext__()
+        # Those already sent got their answers (the task ids are known to the gateway
+        # and none is left half-sent); nothing new was sent after leaving.
+        assert fast_gateway.stats.create_requests == fast_gateway.stats.creates > 0
+        creates = fast_gateway.stats.creates
+        await anyio.sleep(0.1)
+        assert fast_gateway.stats.creates == creates <= 4
+
+
+async def test_a_break_out_of_a_plain_loop_stops_the_batch(
+    fast_gateway: FakeGateway, tmp_path: Path
+) -> None:
+    async with scaled_client(fast_gateway, limits=Limits(max_active_jobs=20)) as client:
+        async for _ in client.generate_many(prompts(500), output_dir=tmp_path):
+            break
+        await anyio.sleep(0.05)  # the dropped handle cancelled the work
+        creates = fast_gateway.stats.creates
+        await anyio.sleep(0.2)
+        assert fast_gateway.stats.creates == creates < 500
+        assert len(client._poller) == 0
+
+
+async def test_the_handle_iterates_to_the_end_inside_async_with(
+    fast_gateway: FakeGateway, tmp_path: Path
+) -> None:
+    async with scaled_client(fast_gateway) as client:
+        async with client.generate_many(prompts(5), output_dir=tmp_path) as outcomes:
+            got = [outcome async for outcome in outcomes]
+        assert sorted(o.index for o in got) == list(range(5))
+        assert [o async for o in outcomes] == []  # a finished batch stays finished
+
+
+@pytest.mark.parametrize(
+    ("status", "error"),
+    [
+        (401, errors.AuthenticationError),
+        (402, errors.InsufficientQuotaError),
+        (403, errors.PermissionDeniedError),
+    ],
+)
+@pytest.mark.parametrize("kind", ["create", "status"])
+async def test_an_error_that_fails_every_job_stops_the_batch(
+    fast_gateway: FakeGateway,
+    tmp_path: Path,
+    kind: Literal["create", "status"],
+    status: int,
+    error: type[errors.APIError],
+) -> None:
+    assert error.stops_batch
+    fast_gateway.set_config(durations=(200.0, 200.0))
+    received: list[Outcome] = []
+    async with scaled_client(fast_gateway, limits=Limits(max_active_jobs=10)) as client:
+        fast_gateway.script_failures(kind, [status])
+        with pytest.raises(error):
+            await consume(client.generate_many(prompts(100), output_dir=tmp_path), received)
+        creates = fast_gateway.stats.creates
+        await anyio.sleep(0.1)
+        assert fast_gateway.stats.creates == creates <= 10 + client.limits.max_creates
+    assert received == []
+
+
+async def test_other_errors_are_one_outcome_each(fast_gateway: FakeGateway, tmp_path: Path) -> None:
+    assert not errors.NotFoundError.stops_batch
+    assert not errors.ServerError.stops_batch
+    # A CDN's 403 is an expired signature, not a bad key: that clip's error only.
+    async with scaled_client(fast_gateway) as client:
+        fast_gateway.script_failures("cdn", [403])
+        outcomes = await collect(client, prompts(10, model="kling-v1"), tmp_path)
+    assert len(outcomes) == 10
+    failed = [o for o in outcomes if o.error is not None]
+    assert [type(o.error) for o in failed] == [errors.PermissionDeniedError]
+
+
+async def consume(batch: AsyncIterator[Outcome], into: list[Outcome]) -> None:
+    async for outcome in batch:
+        into.append(outcome)  # noqa: PERF401 - must see those before a raise
+
+
+class MemoryStore:
+    """A JobStore in a dict: the batch needs nothing more than the protocol."""
+
+    def __init__(self) -> None:
+        self.rows: dict[int, JournalEntry] = {}
+
+    async def get(self, index: int) -> JournalEntry | None:
+        return self.rows.get(index)
+
+    async def record_intent(self, index: int, request: VideoRequest, key: str) -> None:
+        self.rows[index] = JournalEntry(
+            index, fingerprint(request), key, request.model, None, None, None, None, None
+        )
+
+    async def record_job(self, index: int, job: Job) -> None:
+        row = self.rows[index]
+        self.rows[index] = attrs.evolve(
+            row, task_id=job.id, provider=job.provider, state=job.state.value
+        )
+
+    async def record_outcome(
+        self, index: int, *, state: str | None, path: Path | None, error: BaseException | None
+    ) -> None:
+        row = self.rows[index]
+        self.rows[index] = attrs.evolve(
+            row,
+            state=state or row.state,
+            path=str(path) if path else None,
+            error=repr(error) if error else None,
+        )
+
+
+async def test_any_job_store_resumes_a_batch(fast_gateway: FakeGateway, tmp_path: Path) -> None:
+    store: JobStore = MemoryStore()
+    fast_gateway.set_config(durations=(40.0, 80.0))
+    async with scaled_client(fast_gateway, limits=Limits(max_active_jobs=8)) as client:
+        async with client.generate_many(prompts(20), output_dir=tmp_path, store=store) as first:
+            async for _ in first:
+                break
+        second = await collect(client, prompts(20), tmp_path, store=store)
+    assert sorted(o.index for o in second) == list(range(20))
+    assert all(o.ok for o in second)
+    assert fast_gateway.stats.creates == 20  # each created once across both runs
+
+
+async def test_journal_and_store_together_are_refused(
+    fast_gateway: FakeGateway, tmp_path: Path
+) -> None:
+    async with scaled_client(fast_gateway) as client:
+        with pytest.raises(errors.ValidationError, match="not both"):
+            client.generate_many(
+                prompts(1), output_dir=tmp_path, journal=tmp_path / "j.sqlite", store=MemoryStore()
+            )
+    assert fast_gateway.stats.total_requests == 0

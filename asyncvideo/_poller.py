@@ -1,0 +1,367 @@
+"""The one poller of a client: a timer heap that every ``wait``, ``generate`` and batch uses.
+
+A job being waited for is an entry in a heap keyed by its next poll time, not
+a sleeping coroutine: 1,000 concurrent ``wait()`` calls are 1,000 entries and
+one task, which sleeps until the soonest is due. Due entries go to at most
+``max_polls`` short-lived workers, which query the job once through the
+client's ``refresh`` and either schedule the next poll (by the entry's
+:class:`PollPolicy`), or tell the entry's listener how it ended. The workers
+exit when nothing is due, so an idle client with many waiters has one task.
+
+This is the only poll loop in the SDK: transient errors (timeouts, 5xx, 429,
+unreadable answers) mean "poll again at the next scheduled time", any other
+error is that job's final answer, and each entry keeps its own deadline.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import itertools
+import logging
+import math
+import random
+from collections import deque
+from collections.abc import Awaitable, Callable
+from typing import Protocol
+
+import anyio
+import attrs
+
+from ._clock import Clock, ManualClock
+from ._models import Job
+from ._polling import PollPolicy
+from ._retry import TRANSIENT_ERRORS
+from .errors import AsyncVideoError, JobTimeoutError
+
+__all__ = ["PollListener", "PollUpdate", "Poller", "Watch"]
+
+logger = logging.getLogger("asyncvideo")
+
+#: Once a job has been polled, the step interval applies, never the first delay again.
+_AFTER_FIRST_POLL = 1e-9
+
+
+@attrs.frozen
+class PollUpdate:
+    """What one poll (or the deadline) found out about a watched job.
+
+    Attributes:
+        job: the latest snapshot.
+        previous: the snapshot before this poll (the same as ``job`` at the deadline).
+        error: the job's final error: ``JobTimeoutError`` at the deadline, or a
+            final API error such as 401 or 404. ``None`` otherwise.
+    """
+
+    job: Job
+    previous: Job
+    error: BaseException | None = None
+
+    @property
+    def final(self) -> bool:
+        """The watch is over: the job is terminal or ended in ``error``."""
+        return self.error is not None or self.job.is_terminal
+
+
+class PollListener(Protocol):
+    """Told about each change a poll finds, and once about the end.
+
+    Called synchronously on the poller's task: it must not block. Anything
+    slow (events, files, backpressure) belongs to the listener's owner, which
+    can hand the update to a task of its own.
+    """
+
+    def __call__(self, update: PollUpdate, /) -> None: ...
+
+
+@attrs.define(eq=False)
+class Watch:
+    """One registration with the poller. :meth:`cancel` ends it without another poll."""
+
+    poller: Poller
+    job: Job
+    policy: PollPolicy
+    deadline: float
+    started: float
+    listener: PollListener
+    #: polls due this close to the soonest go out in the same wake-up
+    slack: float
+    done: bool = False
+    #: in the heap (not in a worker's hands): cancelling leaves a stale entry there
+    scheduled: bool = False
+    #: set while a worker polls it: cancelling the watch cancels that request
+    polling: anyio.CancelScope | None = None
+
+    def cancel(self) -> None:
+        """Stop watching: the job is not polled again and the listener hears nothing more.
+
+        Other watches are not disturbed; cancelling a finished watch does nothing.
+        """
+        self.poller._cancel(self)
+
+
+class Poller:
+    """A client-wide timer heap for status polls. One per :class:`~asyncvideo.Client`.
+
+    The timer task starts on the first :meth:`watch`, ends when nothing is
+    left to watch (the next watch starts it again) and is stopped by
+    :meth:`aclose`. Time comes from the client's clock; on a
+    :class:`~asyncvideo.ManualClock`, where a sleep moves time at once, the
+    poller lets the polls in flight land before it sleeps, so that no poll
+    sees time leap ahead of it and a virtual-time test counts exact polls.
+    On a real clock a slow poll never holds up the others.
+
+    Args:
+        refresh: one status query (the client's ``refresh``, which applies
+            ``Limits.max_polls`` and the request retries).
+        clock: where time comes from.
+        rng: the client's seeded random source, for the policy's jitter.
+        max_polls: at most this many polls in flight (``Limits.max_polls``).
+
+    Example:
+        >>> async def main(poller: Poller, job: Job) -> None:  # doctest: +SKIP
+        ...     watch = poller.watch(job, policy=PollPolicy(), deadline=600, listener=print)
+    """
+
+    def __init__(
+        self,
+        *,
+        refresh: Callable[[Job], Awaitable[Job]],
+        clock: Clock,
+        rng: random.Random,
+        max_polls: int,
+    ) -> None:
+        self._refresh = refresh
+        self._clock = clock
+        self._rng = rng
+        self._max_workers = max_polls
+        self._heap: list[tuple[float, int, Watch]] = []
+        self._order = itertools.count()
+        self._stale = 0  # cancelled entries still in the heap
+        self._due: deque[Watch] = deque()
+        self._live: set[Watch] = set()
+        self._task: asyncio.Task[None] | None = None
+        self._workers: set[asyncio.Task[None]] = set()
+        self._busy = 0  # workers alive, each with a poll in flight or about to be
+        self._landed = asyncio.Event()  # no poll in flight (used on a ManualClock)
+        self._landed.set()
+        self._sleeping_until = math.inf
+        self._wake: anyio.CancelScope | None = None
+        self._settle_before_sleep = isinstance(clock, ManualClock)
+        self._closed = False
+        #: how many times the timer task was started (tests check it stays 1)
+        self.starts = 0
+
+    def __len__(self) -> int:
+        """Jobs being watched (scheduled or being polled now)."""
+        return len(self._live)
+
+    @property
+    def scheduled(self) -> int:
+        """Entries waiting in the heap for their next poll."""
+        return len(self._heap) - self._stale
+
+    # -- registering -----------------------------------------------------------------------
+
+    def watch(
+        self,
+        job: Job,
+        *,
+        policy: PollPolicy,
+        deadline: float,
+        listener: PollListener,
+    ) -> Watch:
+        """Poll ``job`` by ``policy`` until it is terminal or ``deadline`` seconds pass.
+
+        The listener hears about every change of state or progress and, last,
+        the final update (terminal job, ``JobTimeoutError`` or a final error).
+        A job that is already terminal is not polled: the listener hears at once.
+
+        Args:
+            job: the snapshot to start from.
+            policy: the schedule (first delay, intervals, jitter).
+            deadline: seconds from now after which the wait ends in ``JobTimeoutError``.
+            listener: called on the poller's task; must not block.
+
+        Raises:
+            AsyncVideoError: the client was closed.
+        """
+        if self._closed:
+            raise AsyncVideoError("the client is closed; it polls no more")
+        now = self._clock.monotonic()
+        slack = 0.02 * min(policy.first_delay, policy.interval_at(0.0))
+        watch = Watch(self, job, policy, deadline, now, listener, slack)
+        self._live.add(watch)
+        if job.is_terminal:
+            self._end(watch, PollUpdate(job, job))
+        elif deadline <= 0:
+            self._end(watch, PollUpdate(job, job, JobTimeoutError(job, deadline)))
+        else:
+            self._schedule(watch, now + min(policy.next_delay(0.0, self._rng), deadline))
+            self._ensure_running()
+        return watch
+
+    def _schedule(self, watch: Watch, due: float) -> None:
+        watch.scheduled = True
+        heapq.heappush(self._heap, (due, next(self._order), watch))
+        if due < self._sleeping_until and self._wake is not None:
+            self._wake.cancel()  # the timer sleeps past this one: wake it
+
+    def _ensure_running(self) -> None:
+        if self._task is None or self._task.done():
+            self.starts += 1
+            self._task = asyncio.get_running_loop().create_task(self._run())
+
+    # -- the timer -------------------------------------------------------------------------
+
+    async def _run(self) -> None:
+        try:
+            await self._timer()
+        finally:
+            # Stopped (aclose, or the loop shutting down): no watch may wait forever.
+            self._fail_all(AsyncVideoError("the client's poller stopped; the client was closed"))
+
+    async def _timer(self) -> None:
+        heap = self._heap
+        while True:
+            if self._settle_before_sleep:
+                await self._landed.wait()
+            now = self._clock.monotonic()
+            while heap:
+                due, _, watch = heap[0]
+                if watch.done:
+                    heapq.heappop(heap)
+                    self._stale -= 1
+                    continue
+                if due > now + watch.slack:
+                    break
+                heapq.heappop(heap)
+                watch.scheduled = False
+                self._due.append(watch)
+            self._start_workers()
+            if not self._live:
+                return  # nothing to watch: no idle task; the next watch starts a new one
+            if self._settle_before_sleep and self._busy:
+                continue  # let them land first (see the class docstring)
+            self._sleeping_until = heap[0][0] if heap else math.inf
+            self._wake = anyio.CancelScope()
+            with self._wake:
+                if heap:
+                    await self._clock.sleep(self._sleeping_until - now)
+                else:
+                    await anyio.sleep_forever()
+            self._wake = None
+            self._sleeping_until = math.inf
+
+    def _start_workers(self) -> None:
+        loop = asyncio.get_running_loop()
+        for _ in range(min(len(self._due), self._max_workers - self._busy)):
+            # Counted as busy now, before it first runs, so the timer never sees an
+            # empty moment between handing a poll out and the poll being sent.
+            self._busy += 1
+            self._landed.clear()
+            self._workers.add(loop.create_task(self._worker()))
+
+    async def _worker(self) -> None:
+        try:
+            # No await between the last look at the queue and leaving: a worker
+            # never exits with a due poll left behind.
+            while self._due:
+                watch = self._due.popleft()
+                if not watch.done:
+                    with anyio.CancelScope() as watch.polling:
+                        await self._poll(watch)
+                    watch.polling = None
+        finally:
+            worker = asyncio.current_task()
+            if worker is not None:
+                self._workers.discard(worker)
+            self._busy -= 1
+            if not self._busy:
+                self._landed.set()
+
+    # -- one poll: the SDK's only poll loop body -------------------------------------------
+
+    async def _poll(self, watch: Watch) -> None:
+        previous = watch.job
+        try:
+            job = await self._refresh(previous)
+        except TRANSIENT_ERRORS as exc:
+            logger.warning("poll of task %s failed, will poll again: %s", previous.id, exc)
+            job = previous
+        except Exception as exc:
+            self._end(watch, PollUpdate(previous, previous, exc))
+            return
+        if watch.done:
+            return  # cancelled while the query was in flight
+        watch.job = job
+        if job.is_terminal:
+            self._end(watch, PollUpdate(job, previous))
+            return
+        now = self._clock.monotonic()
+        elapsed = now - watch.started
+        remaining = watch.deadline - elapsed
+        if remaining <= 0:
+            self._end(watch, PollUpdate(job, previous, JobTimeoutError(job, watch.deadline)))
+            return
+        if job.state is not previous.state or job.progress != previous.progress:
+            self._tell(watch, PollUpdate(job, previous))
+        delay = watch.policy.next_delay(max(elapsed, _AFTER_FIRST_POLL), self._rng)
+        self._schedule(watch, now + min(delay, remaining))
+
+    def _end(self, watch: Watch, update: PollUpdate) -> None:
+        if watch.done:
+            return
+        watch.done = True
+        self._forget(watch)
+        self._tell(watch, update)
+
+    def _tell(self, watch: Watch, update: PollUpdate) -> None:
+        try:
+            watch.listener(update)
+        except Exception:
+            # One listener's bug must not stop the polls of every other job.
+            logger.exception("a poll listener raised; polling goes on")
+
+    # -- cancelling and closing ------------------------------------------------------------
+
+    def _cancel(self, watch: Watch) -> None:
+        if watch.done:
+            return
+        watch.done = True
+        self._forget(watch)
+        if watch.polling is not None:
+            watch.polling.cancel()  # a query nobody waits for any more: stop it
+        if watch.scheduled:
+            watch.scheduled = False
+            self._stale += 1
+            # Many waiters leaving at once (a web app shutting down) must not leave
+            # the heap full of dead entries: rebuild it once they are half of it.
+            if self._stale > 64 and self._stale * 2 > len(self._heap):
+                self._heap[:] = [item for item in self._heap if not item[2].done]
+                heapq.heapify(self._heap)
+                self._stale = 0
+
+    def _forget(self, watch: Watch) -> None:
+        self._live.discard(watch)
+        if not self._live and self._wake is not None:
+            self._wake.cancel()  # let the timer see there is nothing left and end
+
+    def _fail_all(self, error: AsyncVideoError) -> None:
+        pending = list(self._live)
+        self._heap.clear()
+        self._due.clear()
+        self._stale = 0
+        for watch in pending:
+            self._end(watch, PollUpdate(watch.job, watch.job, error))
+
+    async def aclose(self) -> None:
+        """Stop the timer and the polls in flight; every remaining watch ends in an error."""
+        self._closed = True
+        tasks = [*self._workers, *([self._task] if self._task else [])]
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            with anyio.CancelScope(shield=True):
+                await asyncio.wait(tasks)
+        self._fail_all(AsyncVideoError("the client was closed"))

@@ -1,0 +1,263 @@
+"""The client's one poller: every wait is a heap entry, one task sleeps for them all.
+
+These run on a ManualClock shared with the FakeGateway, so a 600 s deadline
+passes in milliseconds and poll counts are exact.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import anyio
+import anyio.lowlevel
+import pytest
+
+from asyncvideo import Client, Job, JobState, ManualClock, PollPolicy, RetryPolicy, errors
+from asyncvideo.testing import FakeGateway
+
+pytestmark = pytest.mark.anyio
+
+#: The seeds' schedule without jitter, so that poll times are exact.
+EXACT = PollPolicy(jitter=0.0)
+
+
+async def settle() -> None:
+    """Let tasks that are ending finish (a few loop turns, no time passes)."""
+    for _ in range(5):
+        await anyio.lowlevel.checkpoint()
+
+
+def poller_tasks() -> list[str]:
+    """The names of the poller's tasks alive now: its timer and its poll workers."""
+    names = (getattr(task.get_coro(), "__qualname__", "") for task in asyncio.all_tasks())
+    return [name for name in names if name.startswith("Poller.")]
+
+
+class RecordingClock(ManualClock):
+    """A ManualClock that notes, at every sleep, who sleeps and which poller tasks live."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sleeps: list[tuple[str, list[str]]] = []
+
+    async def sleep(self, seconds: float) -> None:
+        task = asyncio.current_task()
+        sleeper = getattr(task.get_coro(), "__qualname__", "") if task else ""
+        self.sleeps.append((sleeper, poller_tasks()))
+        await super().sleep(seconds)
+
+
+@pytest.fixture
+def clock() -> RecordingClock:
+    return RecordingClock()
+
+
+@pytest.fixture
+async def gateway(clock: RecordingClock) -> AsyncIterator[FakeGateway]:
+    async with FakeGateway(clock=clock, durations=10.0, video_bytes=4096) as gw:
+        yield gw
+
+
+@pytest.fixture
+async def client(gateway: FakeGateway, clock: RecordingClock) -> AsyncIterator[Client]:
+    async with Client(
+        api_key=gateway.api_key,
+        base_url=gateway.url,
+        clock=clock,
+        poll_policy=EXACT,
+        retry_policy=RetryPolicy(base_delay=0.5, max_delay=4.0),
+        seed=1,
+    ) as client:
+        yield client
+
+
+async def submit_many(client: Client, n: int) -> list[Job]:
+    jobs: list[Job] = []
+
+    async def one(i: int) -> None:
+        jobs.append(await client.submit(prompt=f"clip {i}", model="kling-v1"))
+
+    async with anyio.create_task_group() as group:
+        for i in range(n):
+            group.start_soon(one, i)
+    return jobs
+
+
+async def test_a_thousand_waits_are_one_task_and_exact_polls(
+    client: Client, gateway: FakeGateway, clock: RecordingClock
+) -> None:
+    jobs = await submit_many(client, 1000)
+    assert clock.monotonic() == 0.0  # every job started at once: exact arithmetic below
+    done: list[Job] = []
+
+    async def wait(job: Job) -> None:
+        done.append(await client.wait(job))
+
+    async with anyio.create_task_group() as group:
+        for job in jobs:
+            group.start_soon(wait, job)
+    assert len(done) == 1000
+    assert all(job.state is JobState.SUCCEEDED for job in done)
+    # 10 s jobs, polled at 2.5, 7.5 and 12.5 s: three polls each, not one more.
+    assert EXACT.minimum_polls(10.0) == 3
+    assert gateway.stats.requests["status"] == 1000 * 3
+    # One task slept for all of them, and nothing else of the poller lived while it did.
+    assert clock.sleeps
+    assert {sleeper for sleeper, _ in clock.sleeps} == {"Poller._run"}
+    assert all(alive == ["Poller._run"] for _, alive in clock.sleeps)
+    assert client._poller.starts == 1
+    # The first sleep held all thousand waits as heap entries.
+    assert len(clock.sleeps) == 3
+    await settle()
+    assert poller_tasks() == []  # nothing left to watch: no idle task either
+
+
+async def test_the_heap_holds_every_waiter(client: Client, clock: RecordingClock) -> None:
+    jobs = await submit_many(client, 50)
+    seen: list[tuple[int, int]] = []
+    original = clock.sleep
+
+    async def noting(seconds: float) -> None:
+        seen.append((len(client._poller), client._poller.scheduled))
+        await original(seconds)
+
+    clock.sleep = noting  # type: ignore[method-assign]
+    async with anyio.create_task_group() as group:
+        for job in jobs:
+            group.start_soon(client.wait, job)
+    assert seen[0] == (50, 50)
+
+
+async def test_each_wait_keeps_its_own_deadline(
+    client: Client, gateway: FakeGateway, clock: RecordingClock
+) -> None:
+    gateway.set_config(durations=10_000.0)
+    short, long = await submit_many(client, 2)
+    ended: dict[str, tuple[float, errors.JobTimeoutError]] = {}
+
+    async def wait(name: str, job: Job, timeout: float) -> None:
+        with pytest.raises(errors.JobTimeoutError) as caught:
+            await client.wait(job, timeout=timeout)
+        ended[name] = (clock.monotonic(), caught.value)
+
+    async with anyio.create_task_group() as group:
+        group.start_soon(wait, "short", short, 20.0)
+        group.start_soon(wait, "long", long, 100.0)
+    short_at, short_error = ended["short"]
+    long_at, long_error = ended["long"]
+    assert short_error.timeout == 20.0
+    assert short_error.job.id == short.id
+    assert 20.0 <= short_at < 22.5  # at its deadline, before the other's next poll
+    assert long_error.timeout == 100.0
+    assert 100.0 <= long_at < 101.0
+    assert not long_error.job.is_terminal
+
+
+async def test_cancelling_one_wait_leaves_the_other_polling(
+    client: Client, gateway: FakeGateway, clock: RecordingClock
+) -> None:
+    gateway.set_config(durations=10_000.0)
+    (left,) = await submit_many(client, 1)
+    gateway.set_config(durations=60.0)
+    (stayed,) = await submit_many(client, 1)
+    result: list[Job] = []
+
+    async def stay() -> None:
+        result.append(await client.wait(stayed))
+
+    async with anyio.create_task_group() as group:
+        group.start_soon(stay)
+        with anyio.CancelScope() as leaving:
+
+            async def leave_at_30() -> None:
+                while clock.monotonic() < 30.0:
+                    await anyio.lowlevel.checkpoint()
+                leaving.cancel()
+
+            group.start_soon(leave_at_30)
+            await client.wait(left)
+        assert leaving.cancelled_caught
+        assert len(client._poller) == 1  # the cancelled wait's entry is gone
+        polls_of_left = polls_of(gateway, left.id)
+    assert result[0].state is JobState.SUCCEEDED
+    assert polls_of(gateway, left.id) == polls_of_left  # never polled again
+    assert polls_of(gateway, stayed.id) == EXACT.minimum_polls(60.0)
+
+
+def polls_of(gateway: FakeGateway, task_id: str) -> int:
+    return sum(1 for r in gateway.requests if r.kind == "status" and task_id in r.path)
+
+
+async def test_a_transient_error_polls_again_and_a_final_one_ends_only_its_wait(
+    client: Client, gateway: FakeGateway
+) -> None:
+    (good,) = await submit_many(client, 1)
+    ghost = Job(id="kling_404", model="kling-v1", provider="kling", state=JobState.QUEUED)
+    # More 503s than the request retries absorb: one poll fails, the next succeeds.
+    gateway.script_failures("status", [503] * 4)
+    results: dict[str, Job | BaseException] = {}
+
+    async def wait(name: str, job: Job) -> None:
+        try:
+            results[name] = await client.wait(job)
+        except errors.AsyncVideoError as exc:
+            results[name] = exc
+
+    async with anyio.create_task_group() as group:
+        group.start_soon(wait, "good", good)
+        group.start_soon(wait, "ghost", ghost)
+    assert isinstance(results["ghost"], errors.NotFoundError)
+    finished = results["good"]
+    assert isinstance(finished, Job)
+    assert finished.state is JobState.SUCCEEDED
+
+
+async def test_a_per_call_poll_policy_is_honoured(client: Client, gateway: FakeGateway) -> None:
+    (job,) = await submit_many(client, 1)
+    every_second = PollPolicy(first_delay=1.0, steps=(), final_interval=1.0, jitter=0.0)
+    done = await client.wait(job, poll_policy=every_second)
+    assert done.state is JobState.SUCCEEDED
+    assert gateway.stats.requests["status"] == 10  # 1, 2, ... 10 s
+
+
+async def test_aclose_stops_the_poller_and_ends_waits(
+    gateway: FakeGateway, clock: RecordingClock
+) -> None:
+    gateway.set_config(durations=10_000.0)
+    client = Client(api_key=gateway.api_key, base_url=gateway.url, clock=clock, seed=1)
+    (job,) = await submit_many(client, 1)
+    outcome: list[BaseException] = []
+
+    async def wait() -> None:
+        try:
+            await client.wait(job)
+        except errors.AsyncVideoError as exc:
+            outcome.append(exc)
+
+    async with anyio.create_task_group() as group:
+        group.start_soon(wait)
+        while not clock.sleeps:
+            await anyio.lowlevel.checkpoint()
+        assert poller_tasks()
+        await client.aclose()
+    assert "closed" in str(outcome[0])
+    await settle()
+    assert poller_tasks() == []
+    with pytest.raises(errors.AsyncVideoError, match="closed"):
+        await client.wait(job)
+
+
+async def test_generate_waits_through_the_poller(
+    client: Client, gateway: FakeGateway, clock: RecordingClock, tmp_path: Path
+) -> None:
+    async def generate(i: int) -> None:
+        await client.generate(prompt=f"clip {i}", model="kling-v1", output=tmp_path / f"{i}.mp4")
+
+    async with anyio.create_task_group() as group:
+        for i in range(20):
+            group.start_soon(generate, i)
+    assert len(list(tmp_path.glob("*.mp4"))) == 20
+    assert {sleeper for sleeper, _ in clock.sleeps} == {"Poller._run"}
+    assert gateway.stats.requests["status"] == 20 * EXACT.minimum_polls(10.0)

@@ -272,9 +272,8 @@ class _Run:
                 "the input changed since the journal was written: use a new journal"
             )
         if entry.path and await _is_complete_video(entry.path):
-            return Outcome(
-                index=index, request=request, job=_job_from(entry), path=Path(entry.path)
-            )
+            job = entry.job or _job_from(entry)
+            return Outcome(index=index, request=request, job=job, path=Path(entry.path))
         if entry.task_id:
             job = await self.backend.get(entry.task_id, model=entry.model, provider=entry.provider)
             await store.record_job(index, job)

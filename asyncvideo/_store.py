@@ -16,6 +16,7 @@ crash at any point loses no task id.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import sqlite3
 import time
@@ -40,9 +41,12 @@ CREATE TABLE IF NOT EXISTS jobs (
     state TEXT,
     path TEXT,
     error TEXT,
-    updated_at REAL NOT NULL
+    updated_at REAL NOT NULL,
+    job TEXT
 )
 """
+# Journals written before the job snapshot was kept gain its column on open.
+_ADD_JOB_COLUMN = "ALTER TABLE jobs ADD COLUMN job TEXT"
 
 
 def fingerprint(request: VideoRequest) -> str:
@@ -75,6 +79,12 @@ class JournalEntry:
     state: str | None
     path: str | None
     error: str | None
+    #: the last job snapshot recorded (the library's JSON form, without ``raw``)
+    job: Job | None = None
+
+
+def _text(value: object) -> str | None:
+    return None if value is None else str(value)
 
 
 class JobStore(Protocol):
@@ -149,6 +159,9 @@ class SQLiteJournal:
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=NORMAL")
             db.execute(_SCHEMA)
+            columns = {row[1] for row in db.execute("PRAGMA table_info(jobs)")}
+            if "job" not in columns:
+                db.execute(_ADD_JOB_COLUMN)
             return db
 
         return cls(await anyio.to_thread.run_sync(connect))
@@ -169,10 +182,24 @@ class SQLiteJournal:
         """What is known about request ``index``, or ``None``."""
         rows = await self._run(
             "SELECT idx, fingerprint, idempotency_key, model, provider, task_id, state, path,"
-            " error FROM jobs WHERE idx = ?",
+            " error, job FROM jobs WHERE idx = ?",
             (index,),
         )
-        return JournalEntry(*rows[0]) if rows else None  # type: ignore[arg-type]
+        if not rows:
+            return None
+        (idx, fp, key, model, provider, task_id, state, path, error, job) = rows[0]
+        return JournalEntry(
+            index=int(str(idx)),
+            fingerprint=str(fp),
+            idempotency_key=str(key),
+            model=str(model),
+            provider=_text(provider),
+            task_id=_text(task_id),
+            state=_text(state),
+            path=_text(path),
+            error=_text(error),
+            job=Job.from_dict(json.loads(job)) if isinstance(job, str) else None,
+        )
 
     async def record_intent(self, index: int, request: VideoRequest, key: str) -> None:
         """Before the create: this request is about to be sent with this key."""
@@ -184,9 +211,12 @@ class SQLiteJournal:
 
     async def record_job(self, index: int, job: Job) -> None:
         """The task id (and latest state) as soon as they are known."""
+        # The snapshot goes through the library's one converter; raw bodies stay out.
+        snapshot = json.dumps({**job.to_dict(), "raw": {}}, separators=(",", ":"))
         await self._run(
-            "UPDATE jobs SET task_id = ?, provider = ?, state = ?, updated_at = ? WHERE idx = ?",
-            (job.id, job.provider, job.state.value, time.time(), index),
+            "UPDATE jobs SET task_id = ?, provider = ?, state = ?, job = ?, updated_at = ?"
+            " WHERE idx = ?",
+            (job.id, job.provider, job.state.value, snapshot, time.time(), index),
         )
 
     async def record_outcome(

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import anyio
 import pytest
 
-from asyncvideo import Client, Limits, Outcome, VideoRequest, errors
+from asyncvideo import Client, Job, JobState, Limits, Outcome, VideoRequest, errors
 from asyncvideo._store import SQLiteJournal
 from asyncvideo.testing import FakeGateway
 
@@ -111,3 +113,43 @@ async def test_a_broken_input_finishes_the_paid_jobs_then_raises(
             await consume(client)
     assert sorted(o.index for o in received) == [0, 1, 2]
     assert all(o.ok for o in received)
+
+
+async def test_the_journal_keeps_the_job_snapshot_and_reads_old_journals(tmp_path: Path) -> None:
+    path = tmp_path / "journal.sqlite"
+    # A journal from before the snapshot column: the table without it.
+    old = sqlite3.connect(path)
+    old.execute(
+        "CREATE TABLE jobs (idx INTEGER PRIMARY KEY, fingerprint TEXT NOT NULL,"
+        " idempotency_key TEXT NOT NULL, model TEXT NOT NULL, provider TEXT, task_id TEXT,"
+        " state TEXT, path TEXT, error TEXT, updated_at REAL NOT NULL)"
+    )
+    old.execute(
+        "INSERT INTO jobs VALUES (0, 'fp', 'key-0', 'kling-v1', 'kling', 't0', 'queued',"
+        " NULL, NULL, 0)"
+    )
+    old.commit()
+    old.close()
+    journal = await SQLiteJournal.open(path)
+    try:
+        before = await journal.get(0)
+        assert before is not None
+        assert (before.task_id, before.job) == ("t0", None)
+        job = Job(
+            id="t1",
+            model="kling-v1",
+            provider="kling",
+            state=JobState.SUCCEEDED,
+            video_url="https://cdn.example/v.mp4",
+            expires_at=datetime(2030, 1, 1, tzinfo=UTC),
+            raw={"big": "body"},
+        )
+        await journal.record_intent(1, VideoRequest(prompt="p", model="kling-v1"), "key-1")
+        await journal.record_job(1, job)
+        entry = await journal.get(1)
+        assert entry is not None
+        assert entry.job == job  # raw is not part of equality, and is not stored
+        assert entry.job is not None
+        assert dict(entry.job.raw) == {}
+    finally:
+        await journal.close()

@@ -13,7 +13,7 @@ import json
 
 import anyio
 
-from asyncvideo import Client, PollPolicy
+from asyncvideo import Client, Job, PollPolicy
 from asyncvideo.testing import FakeGateway
 
 SCALE = 0.05
@@ -34,13 +34,14 @@ async def main() -> None:
         async with connect() as client:
             job = await client.submit(prompt="a lighthouse in a storm", model="viduq1")
             await TICKET.parent.mkdir(parents=True, exist_ok=True)
-            await TICKET.write_text(json.dumps({"id": job.id, "model": job.model}))
+            # The library's one JSON form: the whole snapshot, ready to store anywhere.
+            await TICKET.write_text(json.dumps(job.to_dict()))
             print(f"submitted {job.id}, state {job.state.value}; ticket in {TICKET}")
 
         # Later, perhaps in another process: re-attach from the ticket alone.
-        ticket = json.loads(await TICKET.read_text())
+        saved = Job.from_dict(json.loads(await TICKET.read_text()))
         async with connect() as client:
-            job = await client.get(ticket["id"], model=ticket["model"])
+            job = await client.get(saved.id, model=saved.model)
             print(f"re-attached to {job.id}: {job.state.value}, progress {job.progress}")
             job = await client.wait(job, timeout=60)
             job.raise_for_state()

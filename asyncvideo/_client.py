@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import mimetypes
 import os
 import random
 import uuid
@@ -19,11 +18,13 @@ import attrs
 
 from ._batch import Batch
 from ._batch_run import _Run
+from ._client_backend import ClientBackend
 from ._clock import Clock, SystemClock
-from ._download import download_to_file, safe_filename
+from ._download import download_job, safe_filename
 from ._events import EventHandler
-from ._models import ImageInput, Job, Limits, VideoRequest, VideoRequestFields, is_url
-from ._poller import Poller, PollListener, PollUpdate, Watch
+from ._images import load_image
+from ._models import Job, Limits, VideoRequest, VideoRequestFields
+from ._poller import Poller, PollUpdate
 from ._polling import PollPolicy, RetryPolicy
 from ._profiles import GatewayProfile, resolve_gateway
 from ._retry import RetryDecision
@@ -38,38 +39,17 @@ from ._transport import (
     Timeouts,
 )
 from .errors import (
-    APIError,
     ConfigurationError,
     CreateOutcomeUnknown,
-    DownloadError,
     JobFailedError,
     ProtocolError,
     ValidationError,
-    VideoExpiredError,
 )
-from .providers import PROVIDERS, CreateBody, ImageData, Provider, Router
-from .providers._base import decode_data_url
+from .providers import PROVIDERS, CreateBody, Provider, Router
 
 __all__ = ["Client"]
 
 logger = logging.getLogger("asyncvideo")
-
-_IMAGE_SIGNATURES = (
-    (b"\x89PNG", "image/png", ".png"),
-    (b"\xff\xd8\xff", "image/jpeg", ".jpg"),
-    (b"GIF8", "image/gif", ".gif"),
-    (b"RIFF", "image/webp", ".webp"),
-)
-
-
-def _image_from_bytes(data: bytes, name: str, filename: str | None = None) -> ImageData:
-    for signature, content_type, suffix in _IMAGE_SIGNATURES:
-        if data.startswith(signature):
-            return ImageData(
-                data=data, filename=filename or f"{name}{suffix}", content_type=content_type
-            )
-    guessed = mimetypes.guess_type(filename or "")[0] or "application/octet-stream"
-    return ImageData(data=data, filename=filename or name, content_type=guessed)
 
 
 def _file_parts(body: CreateBody) -> dict[str, FilePart] | None:
@@ -247,29 +227,6 @@ class Client:
         self.provider_for(request).check(request)
         return request
 
-    async def _load_image(self, name: str, value: ImageInput, provider: Provider) -> ImageData:
-        if isinstance(value, str) and is_url(value):
-            decoded = decode_data_url(value) if provider.wire == "openai" else None
-            return _image_from_bytes(decoded, name) if decoded is not None else ImageData(url=value)
-        if isinstance(value, bytes):
-            if not value:
-                raise ValidationError(f"{name} is empty", field=name)
-            return _image_from_bytes(value, name)
-        path = anyio.Path(os.fspath(value))
-        try:
-            data = await path.read_bytes()
-        except (FileNotFoundError, IsADirectoryError, NotADirectoryError) as exc:
-            raise ValidationError(
-                f"{name} file {os.fspath(value)!r} does not exist", field=name
-            ) from exc
-        except PermissionError as exc:
-            raise ValidationError(
-                f"{name} file {os.fspath(value)!r} is not readable", field=name
-            ) from exc
-        if not data:
-            raise ValidationError(f"{name} file {os.fspath(value)!r} is empty", field=name)
-        return _image_from_bytes(data, name, filename=Path(os.fspath(value)).name)
-
     async def submit(
         self, request: VideoRequest | None = None, /, **fields: Unpack[VideoRequestFields]
     ) -> Job:
@@ -297,7 +254,7 @@ class Client:
         request = self.prepare(request, **fields)
         provider = self.provider_for(request)
         images = {
-            name: await self._load_image(name, value, provider)
+            name: await load_image(name, value, wire=provider.wire)
             for name in ("image", "last_frame")
             if (value := getattr(request, name)) is not None
         }
@@ -432,48 +389,16 @@ class Client:
         A batch uses this: it names its files itself and wants the size
         without another trip to the disk.
         """
-        job.raise_for_state()
-        if job.state is not JobState.SUCCEEDED:
-            raise DownloadError(
-                f"job {job.id} is still {job.state.value}; wait for it first", task_id=job.id
-            )
-        if job.expires_at is not None and self.clock.time() >= job.expires_at.timestamp():
-            raise VideoExpiredError(
-                f"the video of job {job.id} expired at {job.expires_at.isoformat()}",
-                task_id=job.id,
-            )
         provider = PROVIDERS[job.provider]
-        content = self.gateway.endpoints(provider.wire).content
-        sources = [job.video_url] if job.video_url and variant is None else []
-        if content is not None:
-            content_url = self._connection.url(content.replace("{id}", quote(job.id, safe="")))
-            # A relay may give its own content endpoint as the video URL (new-api does for Sora).
-            if content_url not in sources:
-                sources.append(content_url)
-        if not sources:
-            raise DownloadError(f"job {job.id} has no video URL", task_id=job.id)
         async with self._slot("download"):
-            for number, url in enumerate(sources, start=1):
-                try:
-                    return await download_to_file(
-                        self._connection,
-                        url,
-                        path,
-                        provider=provider.name,
-                        task_id=job.id,
-                        clock=self.clock,
-                        params={"variant": variant} if variant else None,
-                    )
-                except APIError as exc:
-                    # A CDN link can lapse before expires_at says; the gateway may still serve it.
-                    if number == len(sources) or exc.status not in (403, 404, 410):
-                        raise
-                    logger.info(
-                        "video URL of %s refused (%s); trying the content endpoint",
-                        job.id,
-                        exc.status,
-                    )
-        raise AssertionError("unreachable: the last source returns or raises")  # pragma: no cover
+            return await download_job(
+                self._connection,
+                job,
+                path,
+                content_path=self.gateway.endpoints(provider.wire).content,
+                clock=self.clock,
+                variant=variant,
+            )
 
     async def generate(
         self,
@@ -556,7 +481,7 @@ class Client:
             ...         print(outcome.index, outcome.path or outcome.error)
         """
         run = _Run(
-            _ClientBackend(self),
+            ClientBackend(self),
             requests,
             output_dir=Path(output_dir),
             on_event=on_event,
@@ -572,40 +497,6 @@ class Client:
         entry = (task, scope)
         self._batches.add(entry)
         task.add_done_callback(lambda _: self._batches.discard(entry))
-
-
-class _ClientBackend:
-    """The narrow face of a :class:`Client` that a batch sees (``_batch.BatchBackend``)."""
-
-    __slots__ = ("_client",)
-
-    def __init__(self, client: Client) -> None:
-        self._client = client
-
-    @property
-    def limits(self) -> Limits:
-        return self._client.limits
-
-    @property
-    def honours_idempotency_keys(self) -> bool:
-        return self._client.gateway.honours_idempotency_keys
-
-    async def submit(self, request: VideoRequest, /) -> Job:
-        return await self._client.submit(request)
-
-    async def get(self, task_id: str, *, model: str, provider: str | None = None) -> Job:
-        return await self._client.get(task_id, model=model, provider=provider)
-
-    async def download_to(self, job: Job, path: Path) -> int:
-        return await self._client._download_file(job, path)
-
-    def watch(
-        self, job: Job, *, policy: PollPolicy, deadline: float, listener: PollListener
-    ) -> Watch:
-        return self._client._poller.watch(job, policy=policy, deadline=deadline, listener=listener)
-
-    def track(self, task: asyncio.Task[None], scope: anyio.CancelScope) -> None:
-        self._client._track_batch(task, scope)
 
 
 Client.__module__ = "asyncvideo"

@@ -19,20 +19,25 @@ new-api relay does until its poller catches up) is retried for
 from __future__ import annotations
 
 import functools
+import logging
 import os
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import BinaryIO
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 import anyio
 
 from ._clock import Clock
+from ._models import Job
+from ._states import JobState
 from ._transport import GatewayConnection, HTTPResponse
-from .errors import APIError, DownloadError, IntegrityError, TransportError
+from .errors import APIError, DownloadError, IntegrityError, TransportError, VideoExpiredError
 from .providers._parse import parse_json_object
 
-__all__ = ["download_to_file", "looks_like_mp4", "mp4_boxes_end", "safe_filename"]
+__all__ = ["download_job", "download_to_file", "looks_like_mp4", "mp4_boxes_end", "safe_filename"]
+
+logger = logging.getLogger("asyncvideo")
 
 # Real MP4s have a handful (fragmented ones a few hundred); this bounds a hostile file.
 _MAX_TOP_LEVEL_BOXES = 100_000
@@ -237,6 +242,67 @@ async def download_to_file(
         with anyio.CancelScope(shield=True):
             await anyio.Path(part).unlink(missing_ok=True)
         raise
+
+
+async def download_job(
+    connection: GatewayConnection,
+    job: Job,
+    dest: Path,
+    *,
+    content_path: str | None,
+    clock: Clock,
+    variant: str | None = None,
+) -> int:
+    """Download a succeeded job's video from wherever it is; returns the bytes written.
+
+    The job's own URL first (a CDN, usually), then the gateway's content
+    endpoint (``content_path``, ``{id}`` standing for the task id): a CDN link
+    can lapse before ``expires_at`` says, and the gateway may still serve the
+    video. A ``variant`` is asked of the content endpoint only.
+
+    Raises:
+        JobFailedError: the job failed or was cancelled.
+        DownloadError: the job has not succeeded, or has no video anywhere.
+        VideoExpiredError: its ``expires_at`` has passed (nothing is sent).
+    """
+    job.raise_for_state()
+    if job.state is not JobState.SUCCEEDED:
+        raise DownloadError(
+            f"job {job.id} is still {job.state.value}; wait for it first", task_id=job.id
+        )
+    if job.expires_at is not None and clock.time() >= job.expires_at.timestamp():
+        raise VideoExpiredError(
+            f"the video of job {job.id} expired at {job.expires_at.isoformat()}", task_id=job.id
+        )
+    sources = [job.video_url] if job.video_url and variant is None else []
+    if content_path is not None:
+        content_url = connection.url(content_path.replace("{id}", quote(job.id, safe="")))
+        # A relay may give its own content endpoint as the video URL (new-api does for Sora).
+        if content_url not in sources:
+            sources.append(content_url)
+    if not sources:
+        raise DownloadError(f"job {job.id} has no video URL", task_id=job.id)
+    provider = job.provider
+    for url in sources[:-1]:
+        try:
+            return await download_to_file(
+                connection, url, dest, provider=provider, task_id=job.id, clock=clock
+            )
+        except APIError as exc:
+            if exc.status not in (403, 404, 410):
+                raise
+            logger.info(
+                "video URL of %s refused (%s); trying the content endpoint", job.id, exc.status
+            )
+    return await download_to_file(
+        connection,
+        sources[-1],
+        dest,
+        provider=provider,
+        task_id=job.id,
+        clock=clock,
+        params={"variant": variant} if variant else None,
+    )
 
 
 def _with_query(url: str, params: Mapping[str, str]) -> str:

@@ -17,6 +17,7 @@ import itertools
 import logging
 import math
 import os
+import sqlite3
 import uuid
 from collections.abc import AsyncIterable, Iterable, Mapping
 from pathlib import Path
@@ -154,10 +155,10 @@ class _Run:
     async def main(self, send: MemoryObjectSendStream[Outcome]) -> None:
         self._send = send
         opened: SQLiteJournal | None = None
-        if self._journal_path is not None:
-            opened = await SQLiteJournal.open(self._journal_path)
-            self._store = opened
         try:
+            if self._journal_path is not None:
+                opened = await self._open_journal(self._journal_path)
+                self._store = opened
             await self._run_all(send)
         except BaseExceptionGroup as group:
             # Workers catch what they expect; anything else is one bug, shown as itself.
@@ -165,6 +166,7 @@ class _Run:
                 raise group.exceptions[0] from None
             raise
         finally:
+            send.close()  # however the batch ends, the reader of outcomes wakes up
             for entry in self._active.values():
                 if entry.watch is not None:
                     entry.watch.cancel()  # the client's poller forgets this batch's jobs
@@ -177,6 +179,16 @@ class _Run:
             raise self._input_error
         if self.scope.cancel_called and not self._stopped_by_caller:
             raise AsyncVideoError("the batch was stopped because its client was closed")
+
+    @staticmethod
+    async def _open_journal(path: str | os.PathLike[str]) -> SQLiteJournal:
+        try:
+            return await SQLiteJournal.open(path)
+        except (OSError, sqlite3.Error) as exc:
+            # Before any create: a journal that cannot be kept must not let clips be paid for.
+            raise ValidationError(
+                f"cannot use {os.fspath(path)!r} as the batch's journal: {exc}", field="journal"
+            ) from exc
 
     def stop(self) -> None:
         """The caller is done with the batch: cancel what is left, quietly."""

@@ -32,7 +32,7 @@ from ._clock import Clock, ManualClock
 from ._models import Job
 from ._polling import PollPolicy
 from ._retry import TRANSIENT_ERRORS
-from .errors import AsyncVideoError, JobTimeoutError
+from .errors import AsyncVideoError, JobTimeoutError, ValidationError
 
 __all__ = ["PollListener", "PollUpdate", "Poller", "Watch"]
 
@@ -87,6 +87,9 @@ class Watch:
     #: polls due this close to the soonest go out in the same wake-up
     slack: float
     done: bool = False
+    #: the next poll is the one at the deadline: it goes out on time, never early
+    #: (an early one would find the deadline not reached and poll again at once)
+    at_deadline: bool = False
     #: in the heap (not in a worker's hands): cancelling leaves a stale entry there
     scheduled: bool = False
     #: set while a worker polls it: cancelling the watch cancels that request
@@ -188,6 +191,8 @@ class Poller:
         """
         if self._closed:
             raise AsyncVideoError("the client is closed; it polls no more")
+        if math.isnan(deadline):
+            raise ValidationError("a wait's timeout must be a number of seconds, not NaN")
         now = self._clock.monotonic()
         slack = 0.02 * min(policy.first_delay, policy.interval_at(0.0))
         watch = Watch(self, job, policy, deadline, now, listener, slack)
@@ -197,9 +202,13 @@ class Poller:
         elif deadline <= 0:
             self._end(watch, PollUpdate(job, job, JobTimeoutError(job, deadline)))
         else:
-            self._schedule(watch, now + min(policy.next_delay(0.0, self._rng), deadline))
+            self._schedule_next(watch, now, policy.next_delay(0.0, self._rng), deadline)
             self._ensure_running()
         return watch
+
+    def _schedule_next(self, watch: Watch, now: float, delay: float, remaining: float) -> None:
+        watch.at_deadline = delay >= remaining
+        self._schedule(watch, now + min(delay, remaining))
 
     def _schedule(self, watch: Watch, due: float) -> None:
         watch.scheduled = True
@@ -233,7 +242,7 @@ class Poller:
                     heapq.heappop(heap)
                     self._stale -= 1
                     continue
-                if due > now + watch.slack:
+                if due > now + (0.0 if watch.at_deadline else watch.slack):
                     break
                 heapq.heappop(heap)
                 watch.scheduled = False
@@ -307,7 +316,7 @@ class Poller:
         if job.state is not previous.state or job.progress != previous.progress:
             self._tell(watch, PollUpdate(job, previous))
         delay = watch.policy.next_delay(max(elapsed, _AFTER_FIRST_POLL), self._rng)
-        self._schedule(watch, now + min(delay, remaining))
+        self._schedule_next(watch, now, delay, remaining)
 
     def _end(self, watch: Watch, update: PollUpdate) -> None:
         if watch.done:

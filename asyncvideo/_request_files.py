@@ -296,8 +296,17 @@ class RequestFile:
             raise self._error(f"unknown field {_unknown_names(unknown)}")
         return data
 
+    def _cells(self, text: str) -> list[str]:
+        try:
+            return _csv_cells(text)
+        except csv.Error:
+            raise self._error(
+                "a quoted CSV cell does not end on this line; put each request on one "
+                "line (or use JSONL for prompts with line breaks)"
+            ) from None
+
     def _csv_header(self, text: str) -> list[str]:
-        names = [name.strip().lower() for name in _csv_cells(text)]
+        names = [name.strip().lower() for name in self._cells(text)]
         unknown = sorted(set(names) - _FIELDS)
         if unknown:
             raise self._error(f"the CSV header names unknown field {_unknown_names(unknown)}")
@@ -309,7 +318,7 @@ class RequestFile:
         return names
 
     def _csv_fields(self, text: str, header: list[str]) -> dict[str, Any]:
-        cells = _csv_cells(text)
+        cells = self._cells(text)
         if len(cells) != len(header):
             raise self._error(
                 f"expected {len(header)} CSV cells as in the header, got {len(cells)}"
@@ -427,7 +436,9 @@ class _EndOfFile(Exception):
 
 
 def _csv_cells(text: str) -> list[str]:
-    return next(csv.reader([text]), [])
+    # Strict: a quoted cell left open at the end of the line (a prompt spanning
+    # lines) is an error, never a prompt cut short and paid for.
+    return next(csv.reader([text], strict=True), [])
 
 
 def _number(text: str) -> int | float:

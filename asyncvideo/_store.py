@@ -224,7 +224,8 @@ class SQLiteJournal:
     ) -> None:
         """How request ``index`` ended."""
         await self._run(
-            "UPDATE jobs SET state = COALESCE(?, state), path = ?, error = ?, updated_at = ?"
+            "UPDATE jobs SET state = COALESCE(?, state), path = COALESCE(?, path), error = ?,"
+            " updated_at = ?"
             " WHERE idx = ?",
             (
                 state,

@@ -90,9 +90,14 @@ async def test_a_changed_input_is_refused(slow_gateway: FakeGateway, tmp_path: P
         await run(client, prompts(2), tmp_path, journal_path)
         changed = [VideoRequest(prompt="clip 0"), VideoRequest(prompt="something else")]
         outcomes = {o.index: o for o in await run(client, changed, tmp_path, journal_path)}
+        downloads = slow_gateway.stats.downloads_completed
+        # The refused run must not have made the journal forget the files it had.
+        again = await run(client, prompts(2), tmp_path, journal_path)
     assert outcomes[0].ok
     assert isinstance(outcomes[1].error, errors.ValidationError)
     assert slow_gateway.stats.creates == 2
+    assert all(o.ok for o in again)
+    assert slow_gateway.stats.downloads_completed == downloads  # both skipped, verified on disk
 
 
 async def test_a_broken_input_finishes_the_paid_jobs_then_raises(
@@ -153,3 +158,18 @@ async def test_the_journal_keeps_the_job_snapshot_and_reads_old_journals(tmp_pat
         assert dict(entry.job.raw) == {}
     finally:
         await journal.close()
+
+
+@pytest.mark.parametrize("kind", ["a folder", "not sqlite"])
+async def test_a_journal_that_cannot_be_opened_stops_the_batch_before_any_create(
+    slow_gateway: FakeGateway, tmp_path: Path, kind: str
+) -> None:
+    journal_path = tmp_path / "journal.sqlite"
+    if kind == "a folder":
+        journal_path.mkdir()
+    else:
+        journal_path.write_bytes(b"this is not a database" * 100)
+    async with scaled_client(slow_gateway) as client:
+        with anyio.fail_after(10), pytest.raises(errors.ValidationError, match="journal"):
+            await run(client, prompts(3), tmp_path / "out", journal_path)
+    assert slow_gateway.stats.create_requests == 0

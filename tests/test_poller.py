@@ -261,3 +261,24 @@ async def test_generate_waits_through_the_poller(
     assert len(list(tmp_path.glob("*.mp4"))) == 20
     assert {sleeper for sleeper, _ in clock.sleeps} == {"Poller._run"}
     assert gateway.stats.requests["status"] == 20 * EXACT.minimum_polls(10.0)
+
+
+@pytest.mark.parametrize(("timeout", "polls"), [(2.52, 2), (7.53, 3), (2.5, 1)])
+async def test_a_deadline_just_after_a_poll_is_one_more_poll_not_a_spin(
+    client: Client, gateway: FakeGateway, clock: RecordingClock, timeout: float, polls: int
+) -> None:
+    # Polls due within the batching slack (2% of an interval) go out early; the one
+    # at the deadline must not, or it finds the deadline not reached and polls again.
+    gateway.set_config(durations=1e9)
+    job = await client.submit(prompt="slow", model="kling-v1")
+    with pytest.raises(errors.JobTimeoutError):
+        await client.wait(job, timeout=timeout)
+    assert gateway.stats.requests["status"] == polls
+    assert clock.monotonic() == pytest.approx(timeout)
+
+
+async def test_a_nan_timeout_is_refused(client: Client, gateway: FakeGateway) -> None:
+    job = await client.submit(prompt="slow", model="kling-v1")
+    with pytest.raises(errors.ValidationError, match="NaN"):
+        await client.wait(job, timeout=float("nan"))
+    assert gateway.stats.requests["status"] == 0

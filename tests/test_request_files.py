@@ -232,3 +232,10 @@ async def test_a_pipe_hands_over_each_line_as_it_comes() -> None:
             with anyio.fail_after(10):
                 assert [r.prompt async for r in requests] == ["two"]
         assert requests.line == 3
+
+
+async def test_a_csv_prompt_spanning_lines_is_refused_not_cut_short(tmp_path: Path) -> None:
+    path = tmp_path / "p.csv"
+    path.write_text('model,prompt\nkling-v1,"a red fox running\nthrough deep snow at dawn"\n')
+    with pytest.raises(ValidationError, match=r"p\.csv, line 2: a quoted CSV cell does not end"):
+        [request async for request in read_requests(path)]

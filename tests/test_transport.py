@@ -230,3 +230,72 @@ async def test_a_day_long_retry_after_is_capped(
     started = clock.monotonic()
     await client.refresh(job)  # the provider's limiter must not wait out the day
     assert clock.monotonic() - started <= 5.0
+
+
+class BrokenAfterSending:
+    """A transport of the user's that breaks its contract: it raises its own errors."""
+
+    def __init__(self, *, fail_sends_to: str, fail_reads_of: str = "") -> None:
+        self.inner = AiohttpTransport()
+        self.fail_sends_to = fail_sends_to
+        self.fail_reads_of = fail_reads_of
+
+    async def send(self, request: HTTPRequest) -> HTTPResponse:
+        response = await self.inner.send(request)  # the request has gone out
+        if self.fail_sends_to and self.fail_sends_to in request.url:
+            await response.aclose()
+            raise RuntimeError("my tracing hook broke")
+        if self.fail_reads_of and self.fail_reads_of in request.url:
+            return BrokenBody(response)
+        return response
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+class BrokenBody:
+    def __init__(self, response: HTTPResponse) -> None:
+        self.response = response
+        self.status = response.status
+        self.headers = response.headers
+
+    async def iter_bytes(self) -> AsyncIterator[bytes]:
+        yield b"\x00\x00"
+        raise ValueError("my decoder broke")
+
+    async def read(self, limit: int | None = None) -> bytes:
+        raise ValueError("my decoder broke")
+
+    async def aclose(self) -> None:
+        await self.response.aclose()
+
+
+async def test_a_transports_own_error_on_a_create_keeps_the_key(
+    gateway: FakeGateway, clock: ManualClock
+) -> None:
+    transport = BrokenAfterSending(fail_sends_to="/v1/video/generations")
+    async with Client(
+        api_key=gateway.api_key, base_url=gateway.url, clock=clock, transport=transport
+    ) as client:
+        with pytest.raises(CreateOutcomeUnknown) as caught:
+            await client.submit(prompt="a cat", model="kling-v1", idempotency_key="key-9")
+    assert caught.value.idempotency_key == "key-9"
+    assert "RuntimeError" in str(caught.value)
+    assert gateway.stats.creates == 1  # paid for: the key is what finds it again
+
+
+async def test_a_transports_own_error_while_downloading_is_a_download_error(
+    gateway: FakeGateway, clock: ManualClock, tmp_path: Path
+) -> None:
+    transport = BrokenAfterSending(fail_sends_to="", fail_reads_of="/files/")
+    async with Client(
+        api_key=gateway.api_key,
+        base_url=gateway.url,
+        clock=clock,
+        transport=transport,
+        retry_policy=RetryPolicy(max_attempts=2, base_delay=0.1, max_delay=0.2),
+    ) as client:
+        job = await client.wait(await client.submit(prompt="a cat", model="kling-v1"))
+        with pytest.raises(DownloadError, match="ValueError"):
+            await client.download(job, tmp_path / "clip.mp4")
+    assert list(tmp_path.iterdir()) == []

@@ -19,7 +19,7 @@ import anyio
 from .._clock import Clock
 from .._ratelimit import AdaptiveRateLimiter
 from .._retry import RequestKind, RetryDecision
-from ..errors import APIError, ProtocolError, RateLimitError, TransportError
+from ..errors import APIError, AsyncVideoError, ProtocolError, RateLimitError, TransportError
 from ..providers._parse import api_error, parse_json_object
 from ._base import AsyncTransport, FilePart, HTTPRequest, HTTPResponse
 
@@ -31,6 +31,57 @@ _REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 _MAX_REDIRECTS = 5
 # An error page is read only this far: enough for any message, bounded for a hostile one.
 _ERROR_BODY_LIMIT = 64 * 1024
+
+
+def _foreign(exc: Exception, url: str, task_id: str | None) -> TransportError:
+    # Whatever a transport raises is a transport failure: for a create, one whose
+    # outcome is unknown (the key is kept), never an error the caller cannot type.
+    host = urlsplit(url).netloc
+    return TransportError(
+        f"{type(exc).__name__} from the transport ({host}): {exc}", task_id=task_id
+    )
+
+
+class _Guarded:
+    """A response whose body reads raise only SDK errors, whatever the transport does."""
+
+    __slots__ = ("_response", "_task_id", "_url")
+
+    def __init__(self, response: HTTPResponse, url: str, task_id: str | None) -> None:
+        self._response = response
+        self._url = url
+        self._task_id = task_id
+
+    @property
+    def status(self) -> int:
+        return self._response.status
+
+    @property
+    def headers(self) -> Mapping[str, str]:
+        return self._response.headers
+
+    async def iter_bytes(self) -> AsyncIterator[bytes]:
+        try:
+            async for chunk in self._response.iter_bytes():
+                yield chunk
+        except AsyncVideoError:
+            raise
+        except Exception as exc:
+            raise _foreign(exc, self._url, self._task_id) from exc
+
+    async def read(self, limit: int | None = None) -> bytes:
+        try:
+            return await self._response.read(limit)
+        except AsyncVideoError:
+            raise
+        except Exception as exc:
+            raise _foreign(exc, self._url, self._task_id) from exc
+
+    async def aclose(self) -> None:
+        try:
+            await self._response.aclose()
+        except Exception as exc:  # releasing a connection must not hide the answer
+            logger.debug("closing a response failed: %s", exc)
 
 
 def origin_of(url: str) -> tuple[str, str, int | None]:
@@ -117,10 +168,13 @@ class GatewayConnection:
         await self._global_rate.acquire()
         self.request_count += 1
         try:
-            return await self._transport.send(request), sent_at
+            response = await self._transport.send(request)
         except TransportError as exc:
             exc.task_id = task_id
             raise
+        except Exception as exc:  # a transport of the user's that breaks the contract
+            raise _foreign(exc, request.url, task_id) from exc
+        return _Guarded(response, request.url, task_id), sent_at
 
     async def _error_of(
         self,

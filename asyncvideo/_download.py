@@ -27,6 +27,7 @@ from typing import BinaryIO
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 import anyio
+import attrs
 
 from ._clock import Clock
 from ._models import Job
@@ -122,6 +123,35 @@ def _error_summary(body: bytes) -> str:
     return " ".join(body[:120].decode("utf-8", "replace").split()) or "an empty body"
 
 
+@attrs.define
+class _Part:
+    """``<dest>.part`` between attempts: how many bytes it holds and how to resume them."""
+
+    path: Path
+    offset: int = 0
+    validator: str | None = None  # ETag or Last-Modified of the bytes already in it
+    handle: BinaryIO | None = None
+
+    def resume_headers(self) -> dict[str, str]:
+        headers = {"Accept-Encoding": "identity"}
+        if self.offset and self.validator:
+            headers["Range"] = f"bytes={self.offset}-"
+            headers["If-Range"] = self.validator
+        return headers
+
+    def open_at(self, offset: int) -> BinaryIO:
+        self.close()
+        self.offset = offset
+        # Opening a local file takes microseconds; a thread hop costs more CPU.
+        self.handle = _open_part(self.path, offset)
+        return self.handle
+
+    def close(self) -> None:
+        if self.handle is not None:
+            self.handle.close()
+            self.handle = None
+
+
 async def download_to_file(
     connection: GatewayConnection,
     url: str,
@@ -142,9 +172,7 @@ async def download_to_file(
     """
     if params:
         url = _with_query(url, params)
-    part = dest.with_name(dest.name + ".part")
-    offset = 0
-    validator: str | None = None  # ETag or Last-Modified of the bytes already in .part
+    part = _Part(dest.with_name(dest.name + ".part"))
     attempt = not_ready_waits = 0
     # Only the gateway's own content endpoint lags behind a success; a CDN that
     # says "not ready" falls back to that endpoint at once instead.
@@ -153,73 +181,10 @@ async def download_to_file(
         if connection.is_gateway_origin(connection.url(url))
         else None
     )
-    handle: BinaryIO | None = None
     try:
         while True:
-            headers = {"Accept-Encoding": "identity"}
-            if offset and validator:
-                headers["Range"] = f"bytes={offset}-"
-                headers["If-Range"] = validator
             try:
-                async with connection.stream(
-                    url, headers=headers, task_id=task_id, provider=provider
-                ) as response:
-                    content_type = response.headers.get("Content-Type", "").lower()
-                    if content_type.startswith(_NOT_VIDEO_TYPES):
-                        body = await response.read(64 * 1024)
-                        raise DownloadError(
-                            f"expected a video, got {content_type}: {_error_summary(body)}",
-                            task_id=task_id,
-                        )
-                    encoded = _is_encoded(response)
-                    start = _body_start(response, offset, asked="Range" in headers)
-                    if start is None:
-                        validator = None  # ask for the whole body next time
-                        raise TransportError(
-                            "the server answered with a range that does not continue the file "
-                            f"({response.headers.get('Content-Range', 'no Content-Range')})",
-                            task_id=task_id,
-                        )
-                    offset = start
-                    total = None if encoded else _expected_total(response, offset)
-                    validator = (
-                        None
-                        if encoded
-                        else (response.headers.get("ETag") or response.headers.get("Last-Modified"))
-                    )
-                    if handle is not None:
-                        handle.close()
-                    # Opening a local file takes microseconds; a thread hop costs more CPU.
-                    handle = _open_part(part, offset)
-                    written = offset
-                    head: bytes | None = None if offset else b""
-                    async for chunk in response.iter_bytes():
-                        if head is not None:
-                            head += chunk[:8]
-                            if len(head) >= 8:
-                                if not looks_like_mp4(head):
-                                    raise IntegrityError(
-                                        "the downloaded body is not an MP4 (no ftyp box)",
-                                        task_id=task_id,
-                                    )
-                                head = None
-                        # Each socket read goes straight to the page cache (cheaper inline
-                        # than a thread hop, and a drop loses nothing already received);
-                        # the slow part, fsync, runs in a worker thread below.
-                        handle.write(chunk)
-                        written += len(chunk)
-                        offset = written
-                    if total is not None and written != total:
-                        raise TransportError(
-                            f"connection ended after {written} of {total} bytes", task_id=task_id
-                        )
-                    if written < 8:
-                        raise IntegrityError(
-                            f"the downloaded body is {written} bytes, not a video", task_id=task_id
-                        )
-                    await anyio.to_thread.run_sync(_finish, handle, part, dest)
-                    handle = None
-                    return written
+                return await _attempt(connection, url, dest, part, provider, task_id)
             except (TransportError, APIError) as exc:
                 exc.task_id = task_id  # a body cut while reading does not know its task
                 wait = connection.retry.after(
@@ -237,11 +202,83 @@ async def download_to_file(
     except BaseException:
         # Keep a resumable .part only while this call is retrying; a failed or
         # cancelled download leaves nothing behind that could pass for a video.
-        if handle is not None:
-            handle.close()
+        part.close()
         with anyio.CancelScope(shield=True):
-            await anyio.Path(part).unlink(missing_ok=True)
+            await anyio.Path(part.path).unlink(missing_ok=True)
         raise
+
+
+async def _attempt(
+    connection: GatewayConnection,
+    url: str,
+    dest: Path,
+    part: _Part,
+    provider: str,
+    task_id: str | None,
+) -> int:
+    """One request for the body (resuming ``part`` where it can); the bytes in ``dest``."""
+    headers = part.resume_headers()
+    async with connection.stream(
+        url, headers=headers, task_id=task_id, provider=provider
+    ) as response:
+        content_type = response.headers.get("Content-Type", "").lower()
+        if content_type.startswith(_NOT_VIDEO_TYPES):
+            body = await response.read(64 * 1024)
+            raise DownloadError(
+                f"expected a video, got {content_type}: {_error_summary(body)}", task_id=task_id
+            )
+        encoded = _is_encoded(response)
+        start = _body_start(response, part.offset, asked="Range" in headers)
+        if start is None:
+            part.validator = None  # ask for the whole body next time
+            raise TransportError(
+                "the server answered with a range that does not continue the file "
+                f"({response.headers.get('Content-Range', 'no Content-Range')})",
+                task_id=task_id,
+            )
+        total = None if encoded else _expected_total(response, start)
+        part.validator = (
+            None
+            if encoded
+            else (response.headers.get("ETag") or response.headers.get("Last-Modified"))
+        )
+        handle = part.open_at(start)
+        written = await _write_body(response, handle, part, task_id)
+        if total is not None and written != total:
+            raise TransportError(
+                f"connection ended after {written} of {total} bytes", task_id=task_id
+            )
+        if written < 8:
+            raise IntegrityError(
+                f"the downloaded body is {written} bytes, not a video", task_id=task_id
+            )
+        await anyio.to_thread.run_sync(_finish, handle, part.path, dest)
+        part.handle = None
+        return written
+
+
+async def _write_body(
+    response: HTTPResponse, handle: BinaryIO, part: _Part, task_id: str | None
+) -> int:
+    """Append the body to ``handle``, checking that a fresh file starts like an MP4."""
+    written = part.offset
+    head: bytes | None = None if written else b""
+    async for chunk in response.iter_bytes():
+        if head is not None:
+            head += chunk[:8]
+            if len(head) >= 8:
+                if not looks_like_mp4(head):
+                    raise IntegrityError(
+                        "the downloaded body is not an MP4 (no ftyp box)", task_id=task_id
+                    )
+                head = None
+        # Each socket read goes straight to the page cache (cheaper inline than a
+        # thread hop, and a drop loses nothing already received); the slow part,
+        # fsync, runs in a worker thread.
+        handle.write(chunk)
+        written += len(chunk)
+        part.offset = written
+    return written
 
 
 async def download_job(

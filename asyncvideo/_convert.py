@@ -221,6 +221,7 @@ _ERROR_ATTRIBUTES = {
     "idempotency_key": "idempotency_key",
     "field": "field",
     "timeout": "timeout",
+    "path": "path",
 }
 _MAX_CAUSES = 8  # a cause chain is short; a cycle must not recurse forever
 

@@ -23,9 +23,11 @@ idempotency key, ``retry_after``) and never the API key::
     ├── CreateOutcomeUnknown       a create may or may not have made a task; carries the key
     ├── JobFailedError             the job ended failed or cancelled; carries the job
     ├── JobTimeoutError            the deadline passed first; carries the last job snapshot
-    └── DownloadError              the file could not be fetched or verified
-        ├── VideoExpiredError      the video URL is past expires_at
-        └── IntegrityError         wrong length, or the body is not an MP4
+    ├── DownloadError              the file could not be fetched or verified
+    │   ├── VideoExpiredError      the video URL is past expires_at
+    │   └── IntegrityError         wrong length, or the body is not an MP4
+    └── OutputError                the file system refused: not a folder, read-only, full
+                                   (carries the path; also an OSError)
 
 **Which errors stop a batch** is a property of the class: ``stops_batch``.
 In ``Client.generate_many`` one job's error is that job's
@@ -61,6 +63,7 @@ __all__ = [
     "JobFailedError",
     "JobTimeoutError",
     "NotFoundError",
+    "OutputError",
     "PermissionDeniedError",
     "ProtocolError",
     "RateLimitError",
@@ -293,6 +296,27 @@ class DownloadError(AsyncVideoError):
     def __init__(self, message: str, *, task_id: str | None = None) -> None:
         super().__init__(message)
         self.task_id = task_id
+
+
+class OutputError(AsyncVideoError, OSError):
+    """Where videos go cannot take them: not a folder, not writable, or full.
+
+    Raised before any create when the output location is checked, and instead
+    of a raw ``OSError`` when a write fails. Also an :class:`OSError`, so code
+    that caught that keeps working.
+
+    Attributes:
+        path: the file or folder at fault.
+        task_id: the task whose video was being written, if any.
+    """
+
+    def __init__(self, message: str, *, path: str, task_id: str | None = None) -> None:
+        super().__init__(message)
+        self.path = path
+        self.task_id = task_id
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
 
 
 class VideoExpiredError(DownloadError):

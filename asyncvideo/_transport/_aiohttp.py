@@ -42,7 +42,13 @@ class Timeouts:
 
 
 def _sdk_error(exc: BaseException, url: str) -> TransportError:
-    """The one mapping from what aiohttp raises to what the SDK raises."""
+    """The one mapping from what aiohttp raises to what the SDK raises.
+
+    The SDK's error is raised *outside* the ``except`` block, so it has neither
+    ``__cause__`` nor ``__context__``: an aiohttp exception may hold the
+    request's headers (``ClientResponseError.request_info``), the API key among
+    them, and must not travel with the error. Its type and text are kept.
+    """
     host = urlsplit(url).netloc
     if isinstance(exc, aiohttp.ClientConnectorError):
         return ConnectError(f"cannot connect to {host}: {exc.strerror or exc}")
@@ -75,11 +81,14 @@ class _Response:
         return self._response.headers
 
     async def iter_bytes(self) -> AsyncIterator[bytes]:
+        error: TransportError | None = None
         try:
             async for chunk in self._response.content.iter_any():
                 yield chunk
         except _MAPPED as exc:
-            raise _sdk_error(exc, self._url) from exc
+            error = _sdk_error(exc, self._url)
+        if error is not None:
+            raise error  # outside the handler: see _sdk_error
 
     async def read(self, limit: int | None = None) -> bytes:
         try:
@@ -87,7 +96,8 @@ class _Response:
                 return await self._response.read()
             return await self._response.content.read(limit)
         except _MAPPED as exc:
-            raise _sdk_error(exc, self._url) from exc
+            error = _sdk_error(exc, self._url)
+        raise error  # outside the handler: see _sdk_error
 
     async def aclose(self) -> None:
         self._response.release()
@@ -147,6 +157,7 @@ class AiohttpTransport:
         headers = dict(request.headers)
         if request.json is not None:
             headers.setdefault("Content-Type", "application/json")
+        error: TransportError | None = None
         try:
             response = await session.request(
                 request.method,
@@ -159,7 +170,9 @@ class AiohttpTransport:
                 ),
             )
         except _MAPPED as exc:
-            raise _sdk_error(exc, request.url) from exc
+            error = _sdk_error(exc, request.url)
+        if error is not None:
+            raise error  # outside the handler: see _sdk_error
         return _Response(response, request.url)
 
     async def aclose(self) -> None:

@@ -23,7 +23,7 @@ from ..errors import APIError, AsyncVideoError, ProtocolError, RateLimitError, T
 from ..providers._parse import api_error, parse_json_object
 from ._base import AsyncTransport, FilePart, HTTPRequest, HTTPResponse
 
-__all__ = ["GatewayConnection", "origin_of"]
+__all__ = ["GatewayConnection", "Scrubber", "origin_of"]
 
 logger = logging.getLogger("asyncvideo")
 
@@ -33,24 +33,55 @@ _MAX_REDIRECTS = 5
 _ERROR_BODY_LIMIT = 64 * 1024
 
 
-def _foreign(exc: Exception, url: str, task_id: str | None) -> TransportError:
+_REDACTED = "[redacted]"
+
+
+class Scrubber:
+    """Takes the API key out of text that came from the gateway or the transport.
+
+    A gateway may echo the key (in an error message, a failure reason); every
+    body the SDK reads as text passes through here first, so the key never
+    reaches an exception, a log line or ``Job.raw``.
+    """
+
+    __slots__ = ("_secret", "_secret_bytes")
+
+    def __init__(self, secret: str) -> None:
+        self._secret = secret
+        self._secret_bytes = secret.encode()
+
+    def text(self, value: str) -> str:
+        return value.replace(self._secret, _REDACTED) if self._secret else value
+
+    def body(self, value: bytes) -> bytes:
+        if not self._secret_bytes or self._secret_bytes not in value:
+            return value
+        return value.replace(self._secret_bytes, _REDACTED.encode())
+
+
+def _foreign(exc: Exception, url: str, task_id: str | None, scrub: Scrubber) -> TransportError:
     # Whatever a transport raises is a transport failure: for a create, one whose
     # outcome is unknown (the key is kept), never an error the caller cannot type.
+    # The caller raises it outside its ``except``: the transport's own exception
+    # (which may hold request headers) does not travel with it.
     host = urlsplit(url).netloc
     return TransportError(
-        f"{type(exc).__name__} from the transport ({host}): {exc}", task_id=task_id
+        scrub.text(f"{type(exc).__name__} from the transport ({host}): {exc}"), task_id=task_id
     )
 
 
 class _Guarded:
-    """A response whose body reads raise only SDK errors, whatever the transport does."""
+    """A response whose body reads raise only SDK errors, and never hold the key."""
 
-    __slots__ = ("_response", "_task_id", "_url")
+    __slots__ = ("_response", "_scrub", "_task_id", "_url")
 
-    def __init__(self, response: HTTPResponse, url: str, task_id: str | None) -> None:
+    def __init__(
+        self, response: HTTPResponse, url: str, task_id: str | None, scrub: Scrubber
+    ) -> None:
         self._response = response
         self._url = url
         self._task_id = task_id
+        self._scrub = scrub
 
     @property
     def status(self) -> int:
@@ -61,21 +92,27 @@ class _Guarded:
         return self._response.headers
 
     async def iter_bytes(self) -> AsyncIterator[bytes]:
+        # Video bytes pass untouched: they are never shown as text.
+        error: TransportError | None = None
         try:
             async for chunk in self._response.iter_bytes():
                 yield chunk
         except AsyncVideoError:
             raise
         except Exception as exc:
-            raise _foreign(exc, self._url, self._task_id) from exc
+            error = _foreign(exc, self._url, self._task_id, self._scrub)
+        if error is not None:
+            raise error
 
     async def read(self, limit: int | None = None) -> bytes:
+        """The body, with the API key taken out wherever the gateway echoed it."""
         try:
-            return await self._response.read(limit)
+            return self._scrub.body(await self._response.read(limit))
         except AsyncVideoError:
             raise
         except Exception as exc:
-            raise _foreign(exc, self._url, self._task_id) from exc
+            error = _foreign(exc, self._url, self._task_id, self._scrub)
+        raise error
 
     async def aclose(self) -> None:
         try:
@@ -118,6 +155,7 @@ class GatewayConnection:
     ) -> None:
         self._transport = transport
         self._api_key = api_key
+        self._scrub = Scrubber(api_key)
         self.base_url = base_url.rstrip("/") + "/"
         self._origin = origin_of(self.base_url)
         self._clock = clock
@@ -173,8 +211,10 @@ class GatewayConnection:
             exc.task_id = task_id
             raise
         except Exception as exc:  # a transport of the user's that breaks the contract
-            raise _foreign(exc, request.url, task_id) from exc
-        return _Guarded(response, request.url, task_id), sent_at
+            error = _foreign(exc, request.url, task_id, self._scrub)
+        else:
+            return _Guarded(response, request.url, task_id, self._scrub), sent_at
+        raise error
 
     async def _error_of(
         self,

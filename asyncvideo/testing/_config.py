@@ -102,6 +102,8 @@ class GatewayConfig:
         content_lag: clock seconds after a task succeeds during which its
             content endpoint still answers "not completed yet"; ``None`` = the
             profile's (new-api: 3 s, else 0).
+        cdn_chunk_delay: real seconds the CDN pauses between chunks of a video
+            (``chunk_size`` bytes each): a drip-fed download.
         content_encoding: encode videos so on the wire whatever the client asks
             for; ``None`` = the profile's habit (LiteLLM gzips when the client
             accepts gzip; the others send them as they are).
@@ -155,6 +157,7 @@ class GatewayConfig:
         default="seeds", validator=v.in_(("seeds", "new-api", "litellm"))
     )
     content_lag: float | None = attrs.field(default=None, validator=v.optional(v.ge(0.0)))
+    cdn_chunk_delay: float = attrs.field(default=0.0, validator=v.ge(0.0))
     content_encoding: ContentEncoding | None = attrs.field(
         default=None, validator=v.optional(v.in_(("identity", "gzip")))
     )

@@ -865,7 +865,12 @@ class FakeGateway:
         return await self._stream(ctx.request, task, filename=f"{task.id}.mp4")
 
     async def _stream(
-        self, request: web.Request, task: Task, *, filename: str | None
+        self,
+        request: web.Request,
+        task: Task,
+        *,
+        filename: str | None,
+        chunk_delay: float = 0.0,
     ) -> web.StreamResponse:
         config = self._config
         drop_after = config.drop_download_after
@@ -881,6 +886,7 @@ class FakeGateway:
             filename=filename,
             gzip=self._gzips(request, task),
             extra_headers=_NEW_API_CONTENT_HEADERS if config.profile == "new-api" else None,
+            chunk_delay=chunk_delay,
         )
 
     def _gzips(self, request: web.Request, task: Task) -> bool:
@@ -910,7 +916,9 @@ class FakeGateway:
             return _s3_error(404, "NoSuchKey", "The specified key does not exist.")
         if view.expires_at is not None and config.clock.time() >= view.expires_at:
             return _s3_error(403, "AccessDenied", "Request has expired")
-        return await self._stream(request, task, filename=None)
+        return await self._stream(
+            request, task, filename=None, chunk_delay=self._config.cdn_chunk_delay
+        )
 
     # -- /_sim ----------------------------------------------------------------
 

@@ -58,6 +58,7 @@ async def stream_video(
     filename: str | None = None,
     gzip: bool = False,
     extra_headers: Mapping[str, str] | None = None,
+    chunk_delay: float = 0.0,
 ) -> web.StreamResponse:
     """Answer with ``video`` (200, or 206 for a Range), cutting the connection
     ``drop_stall`` real seconds after ``drop_after`` body bytes when given.
@@ -100,6 +101,8 @@ async def stream_video(
     written = 0
     try:
         for piece in video.slices(start, limit, chunk_size):
+            if chunk_delay and written:
+                await asyncio.sleep(chunk_delay)  # real time: a slow link, not a clock
             await response.write(piece)
             written += len(piece)
     except ConnectionError:

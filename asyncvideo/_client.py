@@ -141,7 +141,7 @@ class Client:
         self._slots: dict[str, asyncio.Semaphore] = {}
         # Every wait, generate and batch of this client polls through this one heap.
         self._poller = Poller(
-            refresh=self.refresh, clock=self.clock, rng=self._rng, max_polls=self.limits.max_polls
+            refresh=self._refresh, clock=self.clock, rng=self._rng, max_polls=self.limits.max_polls
         )
         self._batches: set[tuple[asyncio.Task[None], anyio.CancelScope]] = set()
 
@@ -292,10 +292,18 @@ class Client:
         The state never moves backwards and progress never drops, whatever the
         gateway says on this poll.
         """
+        return await self._refresh(job, None)
+
+    async def _refresh(self, job: Job, deadline: float | None) -> Job:
+        # The poller's query: its retries end by ``deadline`` (the wait's, on self.clock).
         provider = PROVIDERS[job.provider]
         async with self._slot("poll"):
             payload = await self._connection.request_json(
-                "GET", self._status_path(job), provider=provider.name, task_id=job.id
+                "GET",
+                self._status_path(job),
+                provider=provider.name,
+                task_id=job.id,
+                deadline=deadline,
             )
         return provider.parse(payload, model=job.model, task_id=job.id, previous=job)
 

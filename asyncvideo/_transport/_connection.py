@@ -15,8 +15,9 @@ from contextlib import asynccontextmanager
 from urllib.parse import urljoin, urlsplit
 
 import anyio
+import attrs
 
-from .._clock import Clock
+from .._clock import Clock, ManualClock
 from .._ratelimit import AdaptiveRateLimiter
 from .._retry import RequestKind, RetryDecision
 from ..errors import APIError, AsyncVideoError, ProtocolError, RateLimitError, TransportError
@@ -31,6 +32,8 @@ _REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 _MAX_REDIRECTS = 5
 # An error page is read only this far: enough for any message, bounded for a hostile one.
 _ERROR_BODY_LIMIT = 64 * 1024
+# An attempt at a wait's deadline still gets this long (the poller's last look).
+_MIN_ATTEMPT_TIME = 0.05
 
 
 def _foreign(exc: Exception, url: str, task_id: str | None) -> TransportError:
@@ -162,10 +165,18 @@ class GatewayConnection:
     # -- one exchange -------------------------------------------------------------------------
 
     async def _send(
-        self, request: HTTPRequest, limiter: AdaptiveRateLimiter, task_id: str | None
+        self,
+        request: HTTPRequest,
+        limiter: AdaptiveRateLimiter,
+        task_id: str | None,
+        deadline: float | None = None,
     ) -> tuple[HTTPResponse, float]:
-        sent_at = await limiter.acquire()
-        await self._global_rate.acquire()
+        try:
+            sent_at = await limiter.acquire(deadline)
+            await self._global_rate.acquire(deadline)
+        except TransportError as exc:
+            exc.task_id = task_id
+            raise
         self.request_count += 1
         try:
             response = await self._transport.send(request)
@@ -209,8 +220,13 @@ class GatewayConnection:
         headers: Mapping[str, str] | None = None,
         task_id: str | None = None,
         idempotency_key: str | None = None,
+        deadline: float | None = None,
     ) -> dict[str, object]:
         """Send one request, with the retries :class:`RetryDecision` allows for ``kind``.
+
+        ``deadline`` (a time on the client's clock, from a wait) bounds the
+        whole: each attempt's timeout is cut to the time left, and no retry
+        sleeps or starts past it.
 
         Raises:
             CreateOutcomeUnknown: a create that may have made a task.
@@ -236,17 +252,35 @@ class GatewayConnection:
                 # is cancelled: abandoning it would lose a task that is being paid for.
                 # The wait is bounded by Timeouts.request.
                 with anyio.CancelScope(shield=kind == "create"):
-                    return await self._exchange_json(request, limiter, task_id)
+                    return await self._exchange_json(
+                        self._within(request, deadline), limiter, task_id, deadline
+                    )
             except (TransportError, APIError, ProtocolError) as exc:
-                wait = self.retry.after(kind, attempt, exc, idempotency_key=idempotency_key)
+                wait = self.retry.after(
+                    kind, attempt, exc, idempotency_key=idempotency_key, deadline=deadline
+                )
             logger.debug("retrying %s %s in %.3fs", method, urlsplit(url).path, wait.delay)
             await self._clock.sleep(wait.delay)
             attempt += 1
 
+    def _within(self, request: HTTPRequest, deadline: float | None) -> HTTPRequest:
+        # Timeouts.request must not carry a wait past its deadline. Virtual seconds
+        # (a ManualClock, where a request takes no time) are no network timeout.
+        if deadline is None or isinstance(self._clock, ManualClock):
+            return request
+        left = max(deadline - self._clock.monotonic(), _MIN_ATTEMPT_TIME)
+        if request.timeout is not None and request.timeout <= left:
+            return request
+        return attrs.evolve(request, timeout=left)
+
     async def _exchange_json(
-        self, request: HTTPRequest, limiter: AdaptiveRateLimiter, task_id: str | None
+        self,
+        request: HTTPRequest,
+        limiter: AdaptiveRateLimiter,
+        task_id: str | None,
+        deadline: float | None = None,
     ) -> dict[str, object]:
-        response, sent_at = await self._send(request, limiter, task_id)
+        response, sent_at = await self._send(request, limiter, task_id, deadline)
         try:
             payload = await response.read()
         finally:

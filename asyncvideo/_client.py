@@ -137,6 +137,7 @@ class Client:
             ),
             request_timeout=timeouts.request,
             requests_per_second=self.limits.requests_per_second,
+            max_response_bytes=self.limits.max_response_bytes,
         )
         self._slots: dict[str, asyncio.Semaphore] = {}
         # Every wait, generate and batch of this client polls through this one heap.

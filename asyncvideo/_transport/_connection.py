@@ -36,6 +36,14 @@ _ERROR_BODY_LIMIT = 64 * 1024
 _MIN_ATTEMPT_TIME = 0.05
 
 
+def _too_big(method: str, path: str, limit: int, status: int) -> ProtocolError:
+    return ProtocolError(
+        f"the answer to {method} {path} is larger than {limit} bytes "
+        "(Limits.max_response_bytes); not read",
+        status=status,
+    )
+
+
 def _foreign(exc: Exception, url: str, task_id: str | None) -> TransportError:
     # Whatever a transport raises is a transport failure: for a create, one whose
     # outcome is unknown (the key is kept), never an error the caller cannot type.
@@ -106,6 +114,8 @@ class GatewayConnection:
         retry: the one retry decision.
         request_timeout: seconds for one JSON request and its answer.
         requests_per_second: a client-wide cap (None: only the adaptive limits).
+        max_response_bytes: the largest JSON or error answer read
+            (``Limits.max_response_bytes``).
     """
 
     def __init__(
@@ -118,6 +128,7 @@ class GatewayConnection:
         retry: RetryDecision,
         request_timeout: float,
         requests_per_second: float | None,
+        max_response_bytes: int = 4 * 1024 * 1024,
     ) -> None:
         self._transport = transport
         self._api_key = api_key
@@ -126,6 +137,7 @@ class GatewayConnection:
         self._clock = clock
         self.retry = retry
         self._request_timeout = request_timeout
+        self._max_response_bytes = max_response_bytes
         # The client-wide cap; per-provider adaptive limiters sit in front of it.
         self._global_rate = AdaptiveRateLimiter(clock, ceiling=requests_per_second)
         self._provider_rates: dict[str, AdaptiveRateLimiter] = {}
@@ -282,7 +294,7 @@ class GatewayConnection:
     ) -> dict[str, object]:
         response, sent_at = await self._send(request, limiter, task_id, deadline)
         try:
-            payload = await response.read()
+            payload = await self._read_bounded(response, request)
         finally:
             await response.aclose()
         if response.status >= 400:
@@ -296,6 +308,31 @@ class GatewayConnection:
             f"got {len(payload)} bytes of something else",
             status=response.status,
         )
+
+    async def _read_bounded(self, response: HTTPResponse, request: HTTPRequest) -> bytes:
+        """The whole body, or ProtocolError as soon as it passes the limit (never read whole).
+
+        An error answer is cut instead: its status says what happened, and its
+        message is in the first 64 KiB if anywhere.
+        """
+        is_error = response.status >= 400
+        limit = self._max_response_bytes
+        if is_error:
+            limit = min(limit, _ERROR_BODY_LIMIT)
+        path = urlsplit(request.url).path
+        announced = response.headers.get("Content-Length", "")
+        if not is_error and announced.isdigit() and int(announced) > limit:
+            raise _too_big(request.method, path, limit, response.status)
+        chunks: list[bytes] = []
+        size = 0
+        async for chunk in response.iter_bytes():
+            chunks.append(chunk)
+            size += len(chunk)
+            if size > limit:  # at most one network chunk past the limit is held
+                if is_error:
+                    return b"".join(chunks)[:limit]
+                raise _too_big(request.method, path, limit, response.status)
+        return b"".join(chunks)
 
     # -- streaming ----------------------------------------------------------------------------
 

@@ -35,6 +35,7 @@ import anyio
 import attrs
 
 from ._clock import Clock, ManualClock
+from ._logtext import printable
 from ._models import Job
 from ._polling import PollPolicy
 from ._retry import TRANSIENT_ERRORS
@@ -336,7 +337,11 @@ class Poller:
         try:
             job = await self._refresh(previous, watch.cut_at)
         except TRANSIENT_ERRORS as exc:
-            logger.warning("poll of task %s failed, will poll again: %s", previous.id, exc)
+            logger.warning(
+                "poll of task %s failed, will poll again: %s",
+                printable(previous.id),
+                printable(exc),
+            )
             job = previous
         except Exception as exc:
             self._end(watch, PollUpdate(previous, previous, exc))

@@ -18,6 +18,7 @@ import anyio
 import attrs
 
 from .._clock import Clock, ManualClock
+from .._logtext import printable
 from .._ratelimit import AdaptiveRateLimiter
 from .._retry import RequestKind, RetryDecision
 from ..errors import APIError, AsyncVideoError, ProtocolError, RateLimitError, TransportError
@@ -92,7 +93,7 @@ class _Guarded:
         try:
             await self._response.aclose()
         except Exception as exc:  # releasing a connection must not hide the answer
-            logger.debug("closing a response failed: %s", exc)
+            logger.debug("closing a response failed: %s", printable(exc))
 
 
 def origin_of(url: str) -> tuple[str, str, int | None]:

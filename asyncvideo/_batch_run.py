@@ -37,6 +37,7 @@ from ._events import (
     StateChangedEvent,
     SubmittedEvent,
 )
+from ._logtext import printable
 from ._models import Job, Outcome, VideoRequest
 from ._poller import PollUpdate, Watch
 from ._polling import PollPolicy
@@ -407,7 +408,7 @@ class _Run:
             if unfinished:
                 note = f"tasks submitted and not finished: {', '.join(unfinished)}"
                 error.add_note(note)
-                logger.warning("batch stopped by %s; %s", type(error).__name__, note)
+                logger.warning("batch stopped by %s; %s", type(error).__name__, printable(note))
         self.scope.cancel()
 
     async def _emit(self, event: Event) -> None:

@@ -23,6 +23,7 @@ from ._clock import Clock, SystemClock
 from ._download import download_job, safe_filename
 from ._events import EventHandler
 from ._images import load_image
+from ._logtext import printable
 from ._models import Job, Limits, VideoRequest, VideoRequestFields
 from ._poller import Poller, PollUpdate
 from ._polling import PollPolicy, RetryPolicy
@@ -46,6 +47,7 @@ from .errors import (
     ValidationError,
 )
 from .providers import PROVIDERS, CreateBody, Provider, Router
+from .providers._parse import DOT_SEGMENTS
 
 __all__ = ["Client"]
 
@@ -137,11 +139,12 @@ class Client:
             ),
             request_timeout=timeouts.request,
             requests_per_second=self.limits.requests_per_second,
+            max_response_bytes=self.limits.max_response_bytes,
         )
         self._slots: dict[str, asyncio.Semaphore] = {}
         # Every wait, generate and batch of this client polls through this one heap.
         self._poller = Poller(
-            refresh=self.refresh, clock=self.clock, rng=self._rng, max_polls=self.limits.max_polls
+            refresh=self._refresh, clock=self.clock, rng=self._rng, max_polls=self.limits.max_polls
         )
         self._batches: set[tuple[asyncio.Task[None], anyio.CancelScope]] = set()
 
@@ -278,10 +281,16 @@ class Client:
         except ProtocolError as exc:
             # The gateway said yes but named no task we can read: it may bill for one.
             raise CreateOutcomeUnknown.after(exc, idempotency_key=key) from exc
-        logger.info("submitted %s task %s (key %s)", request.model, job.id, key)
+        logger.info(
+            "submitted %s task %s (key %s)", request.model, printable(job.id), printable(key)
+        )
         return job
 
     def _status_path(self, job: Job) -> str:
+        if job.id in DOT_SEGMENTS:
+            # A URL library resolves a "." or ".." segment (percent-encoded or not)
+            # into another path: GET /v1/videos/.. would ask for /v1/.
+            raise ValidationError(f"task id {job.id!r} cannot name a task", field="task_id")
         provider = PROVIDERS[job.provider]
         template = self.gateway.endpoints(provider.wire).status
         return template.replace("{id}", quote(job.id, safe=""))
@@ -292,10 +301,18 @@ class Client:
         The state never moves backwards and progress never drops, whatever the
         gateway says on this poll.
         """
+        return await self._refresh(job, None)
+
+    async def _refresh(self, job: Job, deadline: float | None) -> Job:
+        # The poller's query: its retries end by ``deadline`` (the wait's, on self.clock).
         provider = PROVIDERS[job.provider]
         async with self._slot("poll"):
             payload = await self._connection.request_json(
-                "GET", self._status_path(job), provider=provider.name, task_id=job.id
+                "GET",
+                self._status_path(job),
+                provider=provider.name,
+                task_id=job.id,
+                deadline=deadline,
             )
         return provider.parse(payload, model=job.model, task_id=job.id, previous=job)
 

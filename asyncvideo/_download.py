@@ -19,6 +19,7 @@ new-api relay does until its poller catches up) is retried for
 from __future__ import annotations
 
 import functools
+import hashlib
 import logging
 import os
 from collections.abc import Callable, Mapping
@@ -45,10 +46,28 @@ _MAX_TOP_LEVEL_BOXES = 100_000
 _NOT_VIDEO_TYPES = ("application/json", "text/", "application/xml", "application/problem")
 
 
+#: A name's budget in UTF-8 bytes: file systems count bytes (255), and a batch adds
+#: an index and ``.mp4`` (and ``.part`` while downloading) around it.
+_MAX_NAME_BYTES = 120
+
+
 def safe_filename(text: str) -> str:
-    """A task id as a file name: no separators or dots that could leave the folder."""
+    """A task id as a file name: no separators or dots that could leave the folder.
+
+    Cut to 120 UTF-8 bytes (100 CJK characters are 300); a cut name ends in a
+    hash of the whole id, so two long ids that share a beginning stay apart.
+
+    Example:
+        >>> safe_filename("../a b")
+        '___a_b'
+    """
     cleaned = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in text)
-    return cleaned[:120] or "video"
+    encoded = cleaned.encode()
+    if len(encoded) <= _MAX_NAME_BYTES:
+        return cleaned or "video"
+    digest = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:12]
+    head = encoded[: _MAX_NAME_BYTES - len(digest) - 1].decode("utf-8", "ignore")
+    return f"{head}_{digest}"
 
 
 def looks_like_mp4(head: bytes) -> bool:

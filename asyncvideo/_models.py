@@ -267,7 +267,7 @@ class Outcome(JSONForm):
 
 @attrs.frozen(kw_only=True)
 class Limits(JSONForm):
-    """Concurrency bounds for one client. Every field is optional.
+    """Concurrency and size bounds for one client. Every field is optional.
 
     Args:
         max_active_jobs: submitted-but-unfinished jobs in one batch.
@@ -277,6 +277,18 @@ class Limits(JSONForm):
         requests_per_second: a client-wide request rate cap (None: only the
             adaptive limit that 429s set).
         max_connections: size of the shared aiohttp connection pool.
+        max_response_bytes: the largest status, create or error answer read
+            (4 MiB; decompressed size). A bigger one is never read whole: it
+            is a :class:`~asyncvideo.errors.ProtocolError` (for a create,
+            :class:`~asyncvideo.errors.CreateOutcomeUnknown` with the key).
+            Videos are streamed to disk and not bound by it.
+
+    Other bounds on what a gateway controls, for reference: JSON nested too
+    deep to parse is a ``ProtocolError``; ``Retry-After`` is capped by
+    :attr:`RetryPolicy.max_retry_after`; a wait's deadline
+    (:attr:`PollPolicy.deadline` or ``timeout=``) ends its retries and cuts a
+    poll in flight; ``Timeouts`` bound each request; at most 256 unknown status
+    words (64 characters each) are remembered for logging.
 
     Counts are positive ``int`` values; the rate is a finite number > 0. Anything
     else (``None``, ``2.5``, ``True``, ``0``, NaN) raises
@@ -295,6 +307,7 @@ class Limits(JSONForm):
         default=None, validator=optional(positive_number)
     )
     max_connections: int = attrs.field(default=100, validator=positive_int)
+    max_response_bytes: int = attrs.field(default=4 * 1024 * 1024, validator=positive_int)
 
 
 publish(VideoRequest, VideoRequestFields, JobError, Job, Outcome, Limits)

@@ -11,6 +11,12 @@ exit when nothing is due, so an idle client with many waiters has one task.
 This is the only poll loop in the SDK: transient errors (timeouts, 5xx, 429,
 unreadable answers) mean "poll again at the next scheduled time", any other
 error is that job's final answer, and each entry keeps its own deadline.
+
+The deadline holds against work in flight: a poll's request retries end by
+it (the refresh is given it), and on a real clock the timer also wakes at it
+and cancels a poll still in flight (a stalled status endpoint), so
+``wait(timeout=2)`` ends at about 2 s. The poll that goes out *at* the
+deadline, the last look, gets a short grace (:func:`_last_look`).
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ import anyio
 import attrs
 
 from ._clock import Clock, ManualClock
+from ._logtext import printable
 from ._models import Job
 from ._polling import PollPolicy
 from ._retry import TRANSIENT_ERRORS
@@ -40,6 +47,13 @@ logger = logging.getLogger("asyncvideo")
 
 #: Once a job has been polled, the step interval applies, never the first delay again.
 _AFTER_FIRST_POLL = 1e-9
+#: The longest grace of the poll sent at the deadline (see :func:`_last_look`).
+_MAX_LAST_LOOK = 1.0
+
+
+def _last_look(timeout: float) -> float:
+    """Seconds a poll sent at (or just before) the deadline may still take: 5%, at most 1 s."""
+    return min(_MAX_LAST_LOOK, 0.05 * timeout)
 
 
 @attrs.frozen
@@ -94,6 +108,8 @@ class Watch:
     scheduled: bool = False
     #: set while a worker polls it: cancelling the watch cancels that request
     polling: anyio.CancelScope | None = None
+    #: while polling: the clock time at which the poll in flight is cut (the deadline)
+    cut_at: float = math.inf
 
     def cancel(self) -> None:
         """Stop watching: the job is not polled again and the listener hears nothing more.
@@ -115,8 +131,9 @@ class Poller:
     On a real clock a slow poll never holds up the others.
 
     Args:
-        refresh: one status query (the client's ``refresh``, which applies
-            ``Limits.max_polls`` and the request retries).
+        refresh: one status query, given the clock time its retries must end
+            by (the client's ``refresh``, which applies ``Limits.max_polls``
+            and the request retries).
         clock: where time comes from.
         rng: the client's seeded random source, for the policy's jitter.
         max_polls: at most this many polls in flight (``Limits.max_polls``).
@@ -129,7 +146,7 @@ class Poller:
     def __init__(
         self,
         *,
-        refresh: Callable[[Job], Awaitable[Job]],
+        refresh: Callable[[Job, float | None], Awaitable[Job]],
         clock: Clock,
         rng: random.Random,
         max_polls: int,
@@ -146,6 +163,7 @@ class Poller:
         self._task: asyncio.Task[None] | None = None
         self._workers: set[asyncio.Task[None]] = set()
         self._busy = 0  # workers alive, each with a poll in flight or about to be
+        self._in_flight: set[Watch] = set()  # being polled, each to be cut at its cut_at
         self._landed = asyncio.Event()  # no poll in flight (used on a ManualClock)
         self._landed.set()
         self._sleeping_until = math.inf
@@ -247,15 +265,17 @@ class Poller:
                 heapq.heappop(heap)
                 watch.scheduled = False
                 self._due.append(watch)
+            self._cut_overdue(now)
             self._start_workers()
             if not self._live:
                 return  # nothing to watch: no idle task; the next watch starts a new one
             if self._settle_before_sleep and self._busy:
                 continue  # let them land first (see the class docstring)
-            self._sleeping_until = heap[0][0] if heap else math.inf
+            cuts = (watch.cut_at for watch in self._in_flight)
+            self._sleeping_until = min(heap[0][0] if heap else math.inf, *cuts, math.inf)
             self._wake = anyio.CancelScope()
             with self._wake:
-                if heap:
+                if self._sleeping_until < math.inf:
                     await self._clock.sleep(self._sleeping_until - now)
                 else:
                     await anyio.sleep_forever()
@@ -278,9 +298,14 @@ class Poller:
             while self._due:
                 watch = self._due.popleft()
                 if not watch.done:
-                    with anyio.CancelScope() as watch.polling:
-                        await self._poll(watch)
-                    watch.polling = None
+                    self._start_poll(watch)
+                    try:
+                        with anyio.CancelScope() as watch.polling:
+                            await self._poll(watch)
+                    finally:
+                        watch.polling = None
+                        watch.cut_at = math.inf
+                        self._in_flight.discard(watch)
         finally:
             worker = asyncio.current_task()
             if worker is not None:
@@ -289,14 +314,34 @@ class Poller:
             if not self._busy:
                 self._landed.set()
 
+    def _start_poll(self, watch: Watch) -> None:
+        now = self._clock.monotonic()
+        watch.cut_at = max(watch.started + watch.deadline, now + _last_look(watch.deadline))
+        self._in_flight.add(watch)
+        if watch.cut_at < self._sleeping_until and self._wake is not None:
+            self._wake.cancel()  # the timer sleeps past this poll's deadline: wake it
+
+    def _cut_overdue(self, now: float) -> None:
+        """End the watches whose poll is still in flight at their deadline."""
+        for watch in [watch for watch in self._in_flight if watch.cut_at <= now]:
+            self._in_flight.discard(watch)
+            timeout = JobTimeoutError(watch.job, watch.deadline)
+            self._end(watch, PollUpdate(watch.job, watch.job, timeout))
+            if watch.polling is not None:
+                watch.polling.cancel()
+
     # -- one poll: the SDK's only poll loop body -------------------------------------------
 
     async def _poll(self, watch: Watch) -> None:
         previous = watch.job
         try:
-            job = await self._refresh(previous)
+            job = await self._refresh(previous, watch.cut_at)
         except TRANSIENT_ERRORS as exc:
-            logger.warning("poll of task %s failed, will poll again: %s", previous.id, exc)
+            logger.warning(
+                "poll of task %s failed, will poll again: %s",
+                printable(previous.id),
+                printable(exc),
+            )
             job = previous
         except Exception as exc:
             self._end(watch, PollUpdate(previous, previous, exc))

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import deque
 
 from ._clock import Clock
+from .errors import TimeoutError
 
 __all__ = ["AdaptiveRateLimiter"]
 
@@ -55,12 +56,22 @@ class AdaptiveRateLimiter:
         """Requests per second now allowed (None: not paced)."""
         return self._rate
 
-    async def acquire(self) -> float:
-        """Wait for this request's turn; returns the clock time it was let through."""
+    async def acquire(self, deadline: float | None = None) -> float:
+        """Wait for this request's turn; returns the clock time it was let through.
+
+        Raises:
+            TimeoutError: the turn comes only after ``deadline`` (a wait's, on
+                the clock); nothing is reserved and nothing is waited for.
+        """
         now = self._clock.monotonic()
         start = max(now, self._blocked_until)
         if self._rate is not None:
             start = max(start, self._next_slot)
+        if deadline is not None and start > deadline:
+            raise TimeoutError(
+                f"no turn under the rate limit for {start - now:.1f}s, past the deadline"
+            )
+        if self._rate is not None:
             self._next_slot = start + 1.0 / self._rate
         if start > now:
             await self._clock.sleep(start - now)

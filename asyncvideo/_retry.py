@@ -91,6 +91,7 @@ class RetryDecision:
         idempotency_key: str | None = None,
         not_ready_waits: int = 0,
         not_ready_until: float | None = None,
+        deadline: float | None = None,
     ) -> Retry:
         """When to try ``kind`` again after ``error`` on ``attempt`` (0-based); or raise.
 
@@ -102,6 +103,9 @@ class RetryDecision:
             not_ready_waits: not-ready waits so far (their backoff grows apart).
             not_ready_until: for a download from the gateway's own content
                 endpoint, the clock time until which "not ready yet" is waited out.
+            deadline: the clock time by which the caller's work must be over (a
+                wait's deadline): a retry that would sleep or start past it is
+                not made, and the error is final as on the last attempt.
 
         Raises:
             CreateOutcomeUnknown: a create that may have made a task, not to be
@@ -118,8 +122,14 @@ class RetryDecision:
         ):
             delay = policy.backoff(not_ready_waits, self._rng)
             return Retry(min(delay, not_ready_until - self._clock.monotonic()), counted=False)
-        last = attempt + 1 >= policy.max_attempts
         retryable, ambiguous = self._classify(kind, error)
+        last = attempt + 1 >= policy.max_attempts
+        delay = 0.0
+        if retryable and not last:
+            retry_after = error.retry_after if isinstance(error, RateLimitError) else None
+            delay = policy.backoff(attempt, self._rng, retry_after)
+            # A retry that could only start after the deadline is one nobody waits for.
+            last = deadline is not None and self._clock.monotonic() + delay >= deadline
         if ambiguous and (last or not retryable or not self._honours_keys):
             raise CreateOutcomeUnknown.after(error, idempotency_key=idempotency_key) from error
         if not retryable or last:
@@ -128,8 +138,7 @@ class RetryDecision:
                     f"download failed after {attempt + 1} attempts: {error}", task_id=error.task_id
                 ) from error
             raise error
-        retry_after = error.retry_after if isinstance(error, RateLimitError) else None
-        return Retry(policy.backoff(attempt, self._rng, retry_after))
+        return Retry(delay)
 
     @staticmethod
     def _classify(kind: RequestKind, error: AsyncVideoError) -> tuple[bool, bool]:

@@ -66,23 +66,41 @@ VOCABULARY: Mapping[str, JobState] = MappingProxyType(
     }
 )
 
+#: Unknown words already logged. Bounded: a gateway that invents a new word per
+#: poll must not grow memory (nor the log) without end.
 _unknown_words_logged: set[str] = set()
+_MAX_UNKNOWN_WORDS = 256
+#: Longer unknown words are logged (and remembered) cut to this many characters.
+_MAX_WORD_CHARS = 64
 
 
 def parse_state(word: object) -> JobState | None:
     """Map a native status word to a :class:`JobState`; ``None`` if it is not known.
 
     An unknown word is logged once per process (not per poll) so a new gateway
-    status shows up in logs without flooding them.
+    status shows up in logs without flooding them: at most 256 distinct words,
+    each cut to 64 characters and shown escaped (``%r``), so a hostile word can
+    neither grow memory nor forge a log line.
     """
     if not isinstance(word, str):
         return None
     key = word.strip().lower().replace("-", "_").replace(" ", "_")
     state = VOCABULARY.get(key)
-    if state is None and key not in _unknown_words_logged:
-        _unknown_words_logged.add(key)
-        logger.warning("unknown job status %r; keeping the last known state", word)
+    if state is None:
+        _note_unknown(key[:_MAX_WORD_CHARS], word[:_MAX_WORD_CHARS])
     return state
+
+
+def _note_unknown(key: str, shown: str) -> None:
+    if key in _unknown_words_logged or len(_unknown_words_logged) > _MAX_UNKNOWN_WORDS:
+        return
+    _unknown_words_logged.add(key)
+    if len(_unknown_words_logged) > _MAX_UNKNOWN_WORDS:
+        logger.warning(
+            "more than %d unknown job statuses; no longer logging new ones", _MAX_UNKNOWN_WORDS
+        )
+        return
+    logger.warning("unknown job status %r; keeping the last known state", shown)
 
 
 def advance_state(previous: JobState | None, observed: JobState | None) -> JobState:

@@ -255,7 +255,10 @@ def rest_of_video(start: int, *, total: str = str(len(VIDEO)), **headers: str) -
 def test_task_ids_become_safe_file_names() -> None:
     assert safe_filename("../../etc/pass wd") == "______etc_pass_wd"
     assert safe_filename("task-Q2_x9") == "task-Q2_x9"
-    assert safe_filename("a" * 200) == "a" * 120
+    cut = safe_filename("a" * 200)  # cut to 120 bytes, ending in a hash of the whole id
+    assert len(cut) == 120
+    assert cut.startswith("a" * 107 + "_")
+    assert cut != safe_filename("a" * 201)
     assert safe_filename("") == "video"
     assert looks_like_mp4(VIDEO)
     assert not looks_like_mp4(VIDEO[:7])

@@ -15,8 +15,10 @@ from contextlib import asynccontextmanager
 from urllib.parse import urljoin, urlsplit
 
 import anyio
+import attrs
 
-from .._clock import Clock
+from .._clock import Clock, ManualClock
+from .._logtext import printable
 from .._ratelimit import AdaptiveRateLimiter
 from .._retry import RequestKind, RetryDecision
 from ..errors import APIError, AsyncVideoError, ProtocolError, RateLimitError, TransportError
@@ -31,6 +33,16 @@ _REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 _MAX_REDIRECTS = 5
 # An error page is read only this far: enough for any message, bounded for a hostile one.
 _ERROR_BODY_LIMIT = 64 * 1024
+# An attempt at a wait's deadline still gets this long (the poller's last look).
+_MIN_ATTEMPT_TIME = 0.05
+
+
+def _too_big(method: str, path: str, limit: int, status: int) -> ProtocolError:
+    return ProtocolError(
+        f"the answer to {method} {path} is larger than {limit} bytes "
+        "(Limits.max_response_bytes); not read",
+        status=status,
+    )
 
 
 _REDACTED = "[redacted]"
@@ -118,7 +130,7 @@ class _Guarded:
         try:
             await self._response.aclose()
         except Exception as exc:  # releasing a connection must not hide the answer
-            logger.debug("closing a response failed: %s", exc)
+            logger.debug("closing a response failed: %s", printable(exc))
 
 
 def origin_of(url: str) -> tuple[str, str, int | None]:
@@ -140,6 +152,8 @@ class GatewayConnection:
         retry: the one retry decision.
         request_timeout: seconds for one JSON request and its answer.
         requests_per_second: a client-wide cap (None: only the adaptive limits).
+        max_response_bytes: the largest JSON or error answer read
+            (``Limits.max_response_bytes``).
     """
 
     def __init__(
@@ -152,6 +166,7 @@ class GatewayConnection:
         retry: RetryDecision,
         request_timeout: float,
         requests_per_second: float | None,
+        max_response_bytes: int = 4 * 1024 * 1024,
     ) -> None:
         self._transport = transport
         self._api_key = api_key
@@ -161,6 +176,7 @@ class GatewayConnection:
         self._clock = clock
         self.retry = retry
         self._request_timeout = request_timeout
+        self._max_response_bytes = max_response_bytes
         # The client-wide cap; per-provider adaptive limiters sit in front of it.
         self._global_rate = AdaptiveRateLimiter(clock, ceiling=requests_per_second)
         self._provider_rates: dict[str, AdaptiveRateLimiter] = {}
@@ -200,10 +216,18 @@ class GatewayConnection:
     # -- one exchange -------------------------------------------------------------------------
 
     async def _send(
-        self, request: HTTPRequest, limiter: AdaptiveRateLimiter, task_id: str | None
+        self,
+        request: HTTPRequest,
+        limiter: AdaptiveRateLimiter,
+        task_id: str | None,
+        deadline: float | None = None,
     ) -> tuple[HTTPResponse, float]:
-        sent_at = await limiter.acquire()
-        await self._global_rate.acquire()
+        try:
+            sent_at = await limiter.acquire(deadline)
+            await self._global_rate.acquire(deadline)
+        except TransportError as exc:
+            exc.task_id = task_id
+            raise
         self.request_count += 1
         try:
             response = await self._transport.send(request)
@@ -249,8 +273,13 @@ class GatewayConnection:
         headers: Mapping[str, str] | None = None,
         task_id: str | None = None,
         idempotency_key: str | None = None,
+        deadline: float | None = None,
     ) -> dict[str, object]:
         """Send one request, with the retries :class:`RetryDecision` allows for ``kind``.
+
+        ``deadline`` (a time on the client's clock, from a wait) bounds the
+        whole: each attempt's timeout is cut to the time left, and no retry
+        sleeps or starts past it.
 
         Raises:
             CreateOutcomeUnknown: a create that may have made a task.
@@ -276,19 +305,37 @@ class GatewayConnection:
                 # is cancelled: abandoning it would lose a task that is being paid for.
                 # The wait is bounded by Timeouts.request.
                 with anyio.CancelScope(shield=kind == "create"):
-                    return await self._exchange_json(request, limiter, task_id)
+                    return await self._exchange_json(
+                        self._within(request, deadline), limiter, task_id, deadline
+                    )
             except (TransportError, APIError, ProtocolError) as exc:
-                wait = self.retry.after(kind, attempt, exc, idempotency_key=idempotency_key)
+                wait = self.retry.after(
+                    kind, attempt, exc, idempotency_key=idempotency_key, deadline=deadline
+                )
             logger.debug("retrying %s %s in %.3fs", method, urlsplit(url).path, wait.delay)
             await self._clock.sleep(wait.delay)
             attempt += 1
 
+    def _within(self, request: HTTPRequest, deadline: float | None) -> HTTPRequest:
+        # Timeouts.request must not carry a wait past its deadline. Virtual seconds
+        # (a ManualClock, where a request takes no time) are no network timeout.
+        if deadline is None or isinstance(self._clock, ManualClock):
+            return request
+        left = max(deadline - self._clock.monotonic(), _MIN_ATTEMPT_TIME)
+        if request.timeout is not None and request.timeout <= left:
+            return request
+        return attrs.evolve(request, timeout=left)
+
     async def _exchange_json(
-        self, request: HTTPRequest, limiter: AdaptiveRateLimiter, task_id: str | None
+        self,
+        request: HTTPRequest,
+        limiter: AdaptiveRateLimiter,
+        task_id: str | None,
+        deadline: float | None = None,
     ) -> dict[str, object]:
-        response, sent_at = await self._send(request, limiter, task_id)
+        response, sent_at = await self._send(request, limiter, task_id, deadline)
         try:
-            payload = await response.read()
+            payload = await self._read_bounded(response, request)
         finally:
             await response.aclose()
         if response.status >= 400:
@@ -302,6 +349,31 @@ class GatewayConnection:
             f"got {len(payload)} bytes of something else",
             status=response.status,
         )
+
+    async def _read_bounded(self, response: HTTPResponse, request: HTTPRequest) -> bytes:
+        """The whole body, or ProtocolError as soon as it passes the limit (never read whole).
+
+        An error answer is cut instead: its status says what happened, and its
+        message is in the first 64 KiB if anywhere.
+        """
+        is_error = response.status >= 400
+        limit = self._max_response_bytes
+        if is_error:
+            limit = min(limit, _ERROR_BODY_LIMIT)
+        path = urlsplit(request.url).path
+        announced = response.headers.get("Content-Length", "")
+        if not is_error and announced.isdigit() and int(announced) > limit:
+            raise _too_big(request.method, path, limit, response.status)
+        chunks: list[bytes] = []
+        size = 0
+        async for chunk in response.iter_bytes():
+            chunks.append(chunk)
+            size += len(chunk)
+            if size > limit:  # at most one network chunk past the limit is held
+                if is_error:
+                    return b"".join(chunks)[:limit]
+                raise _too_big(request.method, path, limit, response.status)
+        return b"".join(chunks)
 
     # -- streaming ----------------------------------------------------------------------------
 

@@ -14,6 +14,7 @@ import re
 from collections.abc import Mapping
 from datetime import UTC, datetime
 
+from .._logtext import printable
 from .._models import Job, JobError
 from .._states import JobState, advance_state, parse_state
 from ..errors import (
@@ -42,6 +43,10 @@ __all__ = [
 ]
 
 logger = logging.getLogger("asyncvideo")
+
+#: Ids that no URL path segment can carry: URL libraries and servers resolve
+#: "." and ".." (even percent-encoded, RFC 3986 6.2.2) into another path.
+DOT_SEGMENTS = frozenset({".", ".."})
 
 # Keys that carry a finished video's URL, most specific first. ``result_url`` is
 # the new-api relay's TaskDto field (older versions put the URL of a succeeded
@@ -259,7 +264,13 @@ def _keep_identity(known: str, body_id: str | None, previous: Job | None) -> Non
         return
     before = _body_id(_unwrap(previous.raw)) if previous is not None else None
     if before != body_id:
-        logger.debug("task %s is called %s in this answer; keeping %s", known, body_id, known)
+        known_text = printable(known)
+        logger.debug(
+            "task %s is called %s in this answer; keeping %s",
+            known_text,
+            printable(body_id),
+            known_text,
+        )
 
 
 def parse_task(
@@ -287,6 +298,8 @@ def parse_task(
     job_id = known or body_id
     if not job_id:
         raise ProtocolError("the gateway's answer names no task id")
+    if job_id in DOT_SEGMENTS:
+        raise ProtocolError(f"the gateway's answer names task {job_id!r}, which no URL can name")
     native = next((as_text(body.get(key)) for key in _STATUS_KEYS if as_text(body.get(key))), None)
     state = advance_state(previous.state if previous else None, parse_state(native))
     progress = parse_progress(body.get("progress"))

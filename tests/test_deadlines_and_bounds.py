@@ -1,0 +1,235 @@
+"""Issue 9, points 2 and 3: a wait's deadline holds against work in flight, and
+what a gateway sends is bounded. Each test scripts one hostile status endpoint
+on loopback (an aiohttp app) and checks what a user sees: when the call
+returned, the error type, the memory it could have taken.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+import anyio
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+
+from asyncvideo import Client, Job, JobState, Limits, ManualClock, PollPolicy, RetryPolicy, _states
+from asyncvideo._states import parse_state
+from asyncvideo.errors import (
+    APIError,
+    CreateOutcomeUnknown,
+    JobTimeoutError,
+    ProtocolError,
+    ServerError,
+)
+
+pytestmark = pytest.mark.anyio
+
+KEY = "sk-deadline-test"
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+StartServer = Callable[[Handler], Awaitable[str]]
+
+
+@pytest.fixture
+async def start_server() -> AsyncIterator[StartServer]:
+    """Serves every path with one scripted handler on 127.0.0.1; returns the base URL."""
+    servers: list[TestServer] = []
+
+    async def start(handler: Handler) -> str:
+        app = web.Application()
+        app.router.add_route("*", "/{tail:.*}", handler)
+        server = TestServer(app, host="127.0.0.1")
+        await server.start_server()
+        servers.append(server)
+        return str(server.make_url("")).rstrip("/")
+
+    yield start
+    for server in servers:
+        await server.close()
+
+
+def queued(task_id: str = "video_1") -> Job:
+    return Job(id=task_id, model="sora-2", provider="sora", state=JobState.QUEUED)
+
+
+# -- point 2: deadlines hold --------------------------------------------------------------
+
+
+async def test_point_2_wait_deadline_holds_against_a_stalling_status_endpoint(
+    start_server: StartServer,
+) -> None:
+    # A real clock and tight real deadlines: a stall takes no virtual time.
+    never = asyncio.Event()
+    asked = 0
+
+    async def stall(request: web.Request) -> web.StreamResponse:
+        nonlocal asked
+        asked += 1
+        await never.wait()  # the default Timeouts.request (120 s) would end this
+        return web.json_response({"id": "video_1", "status": "queued"})
+
+    url = await start_server(stall)
+    policy = PollPolicy(first_delay=0.05, steps=(), final_interval=0.05, jitter=0.0)
+    async with Client(api_key=KEY, base_url=url, poll_policy=policy) as client:
+        started = time.monotonic()
+        with anyio.fail_after(5), pytest.raises(JobTimeoutError) as caught:
+            await client.wait(queued(), timeout=0.4)
+        took = time.monotonic() - started
+    never.set()
+    assert caught.value.timeout == 0.4
+    assert caught.value.job.id == "video_1"
+    assert asked == 1  # the first poll stalled; the deadline cut it
+    assert 0.39 <= took < 0.4 + 0.25
+
+
+async def test_point_2_request_retries_never_sleep_past_a_waits_deadline(
+    start_server: StartServer,
+) -> None:
+    asked = 0
+
+    async def busy(request: web.Request) -> web.StreamResponse:
+        nonlocal asked
+        asked += 1
+        return web.json_response({"error": "busy"}, status=429, headers={"Retry-After": "100"})
+
+    clock = ManualClock()
+    async with Client(api_key=KEY, base_url=await start_server(busy), clock=clock) as client:
+        with pytest.raises(JobTimeoutError):
+            await client.wait(queued(), timeout=2)
+        assert clock.monotonic() <= 2.1  # not 2 + 3 * 100 s of Retry-After
+        assert asked == 1  # the retry could only have started past the deadline
+
+
+async def test_point_2_a_default_600_s_wait_does_not_overrun_by_minutes(
+    start_server: StartServer,
+) -> None:
+    async def flaky(request: web.Request) -> web.StreamResponse:
+        return web.json_response({"error": "slow down"}, status=429, headers={"Retry-After": "120"})
+
+    clock = ManualClock()
+    async with Client(api_key=KEY, base_url=await start_server(flaky), clock=clock) as client:
+        with pytest.raises(JobTimeoutError) as caught:
+            await client.wait(queued())
+    assert caught.value.timeout == 600
+    assert 600 <= clock.monotonic() <= 601
+
+
+async def test_point_2_refresh_without_a_deadline_keeps_its_retries(
+    start_server: StartServer,
+) -> None:
+    asked = 0
+
+    async def busy(request: web.Request) -> web.StreamResponse:
+        nonlocal asked
+        asked += 1
+        return web.json_response({"error": "busy"}, status=503)
+
+    retry = RetryPolicy(max_attempts=3)
+    url = await start_server(busy)
+    async with Client(api_key=KEY, base_url=url, clock=ManualClock(), retry_policy=retry) as client:
+        with pytest.raises(ServerError):
+            await client.refresh(queued())
+    assert asked == 3
+
+
+# -- point 3: bounded bodies --------------------------------------------------------------
+
+
+async def test_point_3_a_status_body_over_the_limit_is_a_protocol_error_not_read_whole(
+    start_server: StartServer,
+) -> None:
+    sent = 0
+
+    async def huge(request: web.Request) -> web.StreamResponse:
+        # Close-delimited, no Content-Length: only reading can find the size out.
+        nonlocal sent
+        response = web.StreamResponse(headers={"Content-Type": "application/json"})
+        await response.prepare(request)
+        try:
+            await response.write(b'{"id": "video_1", "status": "queued", "pad": "')
+            for _ in range(64):  # 64 MiB offered
+                await response.write(b"x" * (1024 * 1024))
+                sent += 1
+        except (ConnectionError, RuntimeError):
+            pass
+        return response
+
+    limits = Limits(max_response_bytes=256 * 1024)
+    url = await start_server(huge)
+    async with Client(api_key=KEY, base_url=url, clock=ManualClock(), limits=limits) as client:
+        with pytest.raises(ProtocolError, match="larger than 262144 bytes"):
+            await client.refresh(queued())
+    assert sent < 64  # the client stopped reading and hung up
+
+
+async def test_point_3_an_announced_oversized_create_answer_is_an_unknown_outcome_with_the_key(
+    start_server: StartServer,
+) -> None:
+    creates = 0
+
+    async def huge(request: web.Request) -> web.StreamResponse:
+        nonlocal creates
+        creates += 1
+        body = json.dumps({"id": "video_1", "status": "queued", "pad": "x" * 300_000})
+        return web.Response(text=body, content_type="application/json")
+
+    limits = Limits(max_response_bytes=256 * 1024)
+    url = await start_server(huge)
+    async with Client(api_key=KEY, base_url=url, clock=ManualClock(), limits=limits) as client:
+        with pytest.raises(CreateOutcomeUnknown) as caught:
+            await client.submit(prompt="a cat", model="sora-2", idempotency_key="key-3")
+    assert caught.value.idempotency_key == "key-3"
+    assert isinstance(caught.value.__cause__, ProtocolError)
+    assert creates == 1
+
+
+async def test_point_3_an_oversized_error_body_keeps_its_status(
+    start_server: StartServer,
+) -> None:
+    async def huge(request: web.Request) -> web.StreamResponse:
+        return web.Response(status=401, text="denied " + "x" * 1_000_000)
+
+    url = await start_server(huge)
+    async with Client(api_key=KEY, base_url=url, clock=ManualClock()) as client:
+        with pytest.raises(APIError) as caught:
+            await client.refresh(queued())
+    assert caught.value.status == 401
+
+
+@pytest.mark.parametrize("call", ["refresh", "wait", "submit"])
+async def test_point_3_a_100_kb_nested_json_body_is_a_typed_error(
+    start_server: StartServer, call: str
+) -> None:
+    async def deep(request: web.Request) -> web.StreamResponse:
+        return web.Response(body=b"[" * 100_000, content_type="application/json")
+
+    clock = ManualClock()
+    url = await start_server(deep)
+    async with Client(api_key=KEY, base_url=url, clock=clock) as client:
+        if call == "refresh":
+            with pytest.raises(ProtocolError):
+                await client.refresh(queued())
+        elif call == "wait":  # unreadable answers are polled again until the deadline
+            with pytest.raises(JobTimeoutError):
+                await client.wait(queued(), timeout=10)
+        else:
+            with pytest.raises(CreateOutcomeUnknown) as caught:
+                await client.submit(prompt="a cat", model="sora-2", idempotency_key="key-d")
+            assert caught.value.idempotency_key == "key-d"
+
+
+def test_point_3_unknown_status_words_are_remembered_in_bounded_memory(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(_states, "_unknown_words_logged", set())
+    with caplog.at_level(logging.WARNING, logger="asyncvideo"):
+        for i in range(2_000):
+            assert parse_state(f"{i:05d}" + "w" * 10_000) is None
+    assert len(_states._unknown_words_logged) <= 257
+    assert all(len(word) <= 64 for word in _states._unknown_words_logged)
+    assert len(caplog.records) == 257  # 256 words, then one note that logging stopped
+    assert all(len(record.getMessage()) < 200 for record in caplog.records)

@@ -16,6 +16,7 @@ from ._client import Client as Client
 from ._clock import Clock as Clock
 from ._clock import ManualClock as ManualClock
 from ._clock import SystemClock as SystemClock
+from ._destination import check_output as check_output
 from ._events import DownloadedEvent as DownloadedEvent
 from ._events import Event as Event
 from ._events import EventHandler as EventHandler
@@ -86,6 +87,7 @@ __all__ = [
     "VideoRequest",
     "VideoRequestFields",
     "__version__",
+    "check_output",
     "errors",
     "read_requests",
 ]

@@ -19,7 +19,7 @@ import math
 import os
 import sqlite3
 import uuid
-from collections.abc import AsyncIterable, Iterable, Mapping
+from collections.abc import AsyncIterable, Awaitable, Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Generic, TypeVar
 
@@ -27,6 +27,7 @@ import anyio
 import attrs
 from anyio.streams.memory import MemoryObjectSendStream
 
+from ._destination import check_output_dir
 from ._download import safe_filename
 from ._events import (
     DownloadedEvent,
@@ -43,14 +44,27 @@ from ._poller import PollUpdate, Watch
 from ._polling import PollPolicy
 from ._states import JobState
 from ._store import JobStore, JournalEntry, SQLiteJournal, fingerprint
-from .errors import AsyncVideoError, CreateOutcomeUnknown, JobFailedError, ValidationError
+from .errors import (
+    APIError,
+    AsyncVideoError,
+    ConnectError,
+    CreateOutcomeUnknown,
+    JobFailedError,
+    OutputError,
+    ValidationError,
+)
 
 if TYPE_CHECKING:
     from ._batch import BatchBackend
 
-__all__ = ["stops_batch"]
+__all__ = ["MAX_CONNECT_FAILURES", "stops_batch"]
 
 logger = logging.getLogger("asyncvideo")
+
+#: Creates in a row that could not reach the gateway (each after its own
+#: retries) before a batch stops with one ConnectError: a gateway that is down
+#: fails every request, so reporting each of them says nothing more.
+MAX_CONNECT_FAILURES = 5
 
 T = TypeVar("T")
 
@@ -151,12 +165,17 @@ class _Run:
         self._all_done = anyio.Event()
         self._fatal: BaseException | None = None
         self._input_error: Exception | None = None
+        self._connect_failures = 0  # creates in a row that never reached the gateway
+        self._store_error: OutputError | None = None  # the first journal write that failed
+        self._unrecorded: list[str] = []  # task ids the journal may not hold
         self._send: MemoryObjectSendStream[Outcome] | None = None
 
     async def main(self, send: MemoryObjectSendStream[Outcome]) -> None:
         self._send = send
         opened: SQLiteJournal | None = None
         try:
+            # Before any create (and before the journal, which may live there).
+            await check_output_dir(self._output_dir)
             if self._journal_path is not None:
                 opened = await self._open_journal(self._journal_path)
                 self._store = opened
@@ -176,6 +195,12 @@ class _Run:
                     await opened.close()
         if self._fatal is not None:
             raise self._fatal
+        if self._store_error is not None:
+            if self._unrecorded:
+                self._store_error.add_note(
+                    f"tasks the journal may not hold: {', '.join(self._unrecorded)}"
+                )
+            raise self._store_error
         if self._input_error is not None:
             raise self._input_error
         if self.scope.cancel_called and not self._stopped_by_caller:
@@ -214,13 +239,15 @@ class _Run:
         try:
             if isinstance(self._requests, AsyncIterable):
                 async for item in self._requests:
-                    await self._start(group, index, item)
+                    if not await self._start(group, index, item):
+                        break
                     index += 1
             else:
                 # Read on the event loop: a slow sync iterable delays polling, so
                 # feed slow sources (pipes, network) as an async iterable instead.
                 for item in self._requests:
-                    await self._start(group, index, item)
+                    if not await self._start(group, index, item):
+                        break
                     index += 1
         except Exception as exc:
             # The input broke (a bad file, a decode error): stop reading, but let
@@ -230,10 +257,15 @@ class _Run:
         self._feeding_done = True
         self._check_done()
 
-    async def _start(self, group: anyio.abc.TaskGroup, index: int, item: object) -> None:
+    async def _start(self, group: anyio.abc.TaskGroup, index: int, item: object) -> bool:
+        """Start request ``index``; False once the journal failed (nothing more is created)."""
         await self._job_slots.acquire()
+        if self._store_error is not None:
+            self._job_slots.release()
+            return False
         self._pending += 1
         group.start_soon(self._submit, index, item)
+        return True
 
     async def _submit(self, index: int, item: object) -> None:
         request: VideoRequest | None = None
@@ -251,9 +283,12 @@ class _Run:
             if stops_batch(exc):
                 self._stop(exc)
                 return
+            if self._unreachable(exc):
+                return
             placeholder = request or VideoRequest(prompt="?", model="?")
             await self._finish(Outcome(index=index, request=placeholder, error=exc))
             return
+        self._connect_failures = 0
         entry = _Entry(index=index, request=request, job=job)
         self._active[index] = entry
         await self._emit(SubmittedEvent(index=index, job=job))
@@ -271,13 +306,15 @@ class _Run:
         self, index: int, request: VideoRequest, store: JobStore
     ) -> Job | Outcome:
         """Create only what the store says was never sent; re-attach to the rest."""
-        entry = await store.get(index)
+        entry = await self._journal(store.get(index))
         if entry is None:
             key = request.idempotency_key or uuid.uuid4().hex
             request = attrs.evolve(request, idempotency_key=key)
-            await store.record_intent(index, request, key)
+            await self._journal(store.record_intent(index, request, key))
+            if self._store_error is not None:  # failed meanwhile: create nothing more
+                raise self._store_error
             job = await self.backend.submit(request)
-            await store.record_job(index, job)
+            await self._record_job(store, index, job)
             return job
         if entry.fingerprint != fingerprint(request):
             raise ValidationError(
@@ -289,7 +326,7 @@ class _Run:
             return Outcome(index=index, request=request, job=job, path=Path(entry.path))
         if entry.task_id:
             job = await self.backend.get(entry.task_id, model=entry.model, provider=entry.provider)
-            await store.record_job(index, job)
+            await self._record_job(store, index, job)
             return job
         # Sent or not? Only a gateway that deduplicates by key makes a retry safe.
         if not self.backend.honours_idempotency_keys:
@@ -302,7 +339,7 @@ class _Run:
         job = await self.backend.submit(
             attrs.evolve(request, idempotency_key=entry.idempotency_key)
         )
-        await store.record_job(index, job)
+        await self._record_job(store, index, job)
         return job
 
     # -- what the poller found -----------------------------------------------------------------
@@ -384,12 +421,16 @@ class _Run:
                 )
             )
         if self._store is not None:
-            await self._store.record_outcome(
-                outcome.index,
-                state=outcome.job.state.value if outcome.job else None,
-                path=outcome.path,
-                error=outcome.error,
-            )
+            try:
+                await self._store.record_outcome(
+                    outcome.index,
+                    state=outcome.job.state.value if outcome.job else None,
+                    path=outcome.path,
+                    error=outcome.error,
+                )
+            except Exception as exc:
+                # The outcome is still delivered: the clip is there, only its row is not.
+                self._journal_failed(exc, outcome.job)
         self._job_slots.release()
         if self._send is not None:
             await self._send.send(outcome)
@@ -399,6 +440,62 @@ class _Run:
     def _check_done(self) -> None:
         if self._feeding_done and not self._pending:
             self._all_done.set()
+
+    # -- failures that end the batch ------------------------------------------------------------
+
+    async def _journal(self, write: Awaitable[T]) -> T:
+        """A journal call before a create; its failure is this request's error, and the batch's."""
+        try:
+            return await write
+        except Exception as exc:
+            raise self._journal_failed(exc, None) from exc
+
+    async def _record_job(self, store: JobStore, index: int, job: Job) -> None:
+        """Keep a created task's id; if the journal cannot, the task still goes on."""
+        try:
+            await store.record_job(index, job)
+        except Exception as exc:
+            # Paid for: polled and downloaded all the same, and named in the batch's error.
+            self._journal_failed(exc, job)
+
+    def _journal_failed(self, error: Exception, job: Job | None) -> OutputError:
+        """The store failed: create nothing more, see the jobs in flight through, then raise.
+
+        A journal that cannot be written breaks the promise that a re-run never pays
+        twice, so no new task is created; the tasks already paid for are still
+        polled, downloaded and delivered, and the batch then raises one
+        :class:`OutputError` naming the tasks the journal may not hold.
+        """
+        if job is not None and job.id not in self._unrecorded:
+            self._unrecorded.append(job.id)
+        if self._store_error is None:
+            where = os.fspath(self._journal_path) if self._journal_path is not None else "<store>"
+            self._store_error = OutputError(
+                f"the batch's journal failed ({type(error).__name__}: {error}); "
+                "no task was created after that, and those in flight were finished",
+                path=where,
+            )
+            self._store_error.__cause__ = error
+            logger.error("the journal failed; creating no more tasks: %s", error)
+        return self._store_error
+
+    def _unreachable(self, error: Exception) -> bool:
+        """Count creates that never reached the gateway; stop the batch at the limit."""
+        if isinstance(error, APIError):
+            self._connect_failures = 0  # it answered: reachable
+            return False
+        if not isinstance(error, ConnectError):
+            return False
+        self._connect_failures += 1
+        if self._connect_failures < MAX_CONNECT_FAILURES:
+            return False
+        stop = ConnectError(
+            f"the gateway could not be reached for {MAX_CONNECT_FAILURES} creates in a row, "
+            f"so the batch stopped (last: {error})"
+        )
+        stop.__cause__ = error
+        self._stop(stop)
+        return True
 
     def _stop(self, error: BaseException) -> None:
         """Stop the whole batch with ``error`` (bad key, no quota, no permission)."""

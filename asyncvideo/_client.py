@@ -20,6 +20,7 @@ from ._batch import Batch
 from ._batch_run import _Run
 from ._client_backend import ClientBackend
 from ._clock import Clock, SystemClock
+from ._destination import check_output, names_folder
 from ._download import download_job, safe_filename
 from ._events import EventHandler
 from ._images import load_image
@@ -384,6 +385,9 @@ class Client:
     ) -> Path:
         """Stream a succeeded job's video to ``dest`` (a file, or a folder for ``<id>.mp4``).
 
+        ``dest`` is a folder when it is one already or when it ends with a path
+        separator (``"clips/"``, created if missing); anything else is the file.
+
         The bytes go to ``<dest>.part`` first and are renamed into place only
         after the length and MP4 header are checked; a dropped connection
         resumes. The API key is sent only to the gateway's origin, never to a
@@ -395,7 +399,8 @@ class Client:
             DownloadError: the body could not be fetched or did not verify.
         """
         target = Path(dest)
-        if await anyio.Path(target).is_dir():
+        # On the text, not the Path: Path("new/") drops the separator that says "a folder".
+        if await anyio.to_thread.run_sync(names_folder, dest):
             target = target / f"{safe_filename(job.id)}.mp4"
         await self._download_file(job, target, variant=variant)
         return target
@@ -430,11 +435,14 @@ class Client:
 
         Args:
             request: the request; or give its fields as keywords.
-            output: where to save the video.
+            output: where to save the video: a file, or a folder (one that exists, or
+                a path ending with a separator) for ``<task id>.mp4``.
             timeout: seconds to wait for the job (default: the poll policy's deadline).
             fields: :class:`VideoRequest` fields (typed: ``VideoRequestFields``).
 
         Raises:
+            OutputError: ``output``'s folder cannot take the video (checked before
+                the create, see :func:`~asyncvideo.check_output`).
             JobFailedError: the job failed (the error carries the job).
             JobTimeoutError: the deadline passed (the error carries the job).
 
@@ -443,6 +451,8 @@ class Client:
             ...     prompt="waves at dusk", model="viduq1", output="waves.mp4"
             ... )
         """
+        # Before the create: a clip that cannot be kept must not be paid for.
+        await check_output(output)
         job = await self.submit(request, **fields)
         job = await self.wait(job, timeout=timeout)
         if job.state is not JobState.SUCCEEDED:
@@ -468,6 +478,17 @@ class Client:
         others are still generating. One job's failure never stops the others;
         an error that would fail them all (one whose class says ``stops_batch``:
         401, 402, 403) stops the batch and is raised.
+
+        Nothing is paid for before it can be kept: ``output_dir`` is created if
+        missing and checked (a writable folder with room for one clip) before
+        the first create, or :class:`~asyncvideo.errors.OutputError` is raised.
+        A gateway that cannot be reached stops the batch with one
+        :class:`~asyncvideo.errors.ConnectError` after
+        ``MAX_CONNECT_FAILURES`` (5) creates in a row fail to connect, its
+        notes naming the tasks already created. A journal (store) that fails
+        stops the creating: the tasks already paid for are still seen through
+        and delivered, then the batch raises an ``OutputError`` naming the
+        tasks the journal may not hold.
 
         The result is a :class:`~asyncvideo.Batch`: iterate it, ideally inside
         ``async with``, which cancels what is left on leaving (see ``Batch``).

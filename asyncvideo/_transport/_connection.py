@@ -9,6 +9,8 @@ retry is asked of the one :class:`~asyncvideo._retry.RetryDecision`.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
@@ -22,7 +24,7 @@ from .._logtext import printable
 from .._ratelimit import AdaptiveRateLimiter
 from .._retry import RequestKind, RetryDecision
 from ..errors import APIError, AsyncVideoError, ProtocolError, RateLimitError, TransportError
-from ..providers._parse import api_error, parse_json_object
+from ..providers._parse import api_error, parse_json_object, task_id_in
 from ._base import AsyncTransport, FilePart, HTTPRequest, HTTPResponse
 
 __all__ = ["GatewayConnection", "Scrubber", "origin_of"]
@@ -131,6 +133,44 @@ class _Guarded:
             await self._response.aclose()
         except Exception as exc:  # releasing a connection must not hide the answer
             logger.debug("closing a response failed: %s", printable(exc))
+
+
+async def _finish_within(task: asyncio.Future[dict[str, object]], timeout: float) -> None:
+    """Wait for ``task`` up to ``timeout`` seconds, through repeated cancellations."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not task.done() and (left := deadline - loop.time()) > 0:
+        # The caller's CancelledError is raised again once this returns.
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.wait([task], timeout=left)
+    if not task.done():
+        task.cancel()  # past Timeouts.request: the transport should have given up already
+
+
+def _log_abandoned_create(
+    task: asyncio.Future[dict[str, object]], idempotency_key: str | None
+) -> None:
+    if not task.done() or task.cancelled():
+        logger.warning(
+            "a create was cancelled with no answer in time; it may have made a task "
+            "(idempotency key %s)",
+            idempotency_key,
+        )
+    elif (error := task.exception()) is not None:
+        logger.warning(
+            "a create was cancelled and then failed (%s: %s); it may have made a task "
+            "(idempotency key %s)",
+            type(error).__name__,
+            error,
+            idempotency_key,
+        )
+    else:
+        logger.warning(
+            "a create was cancelled after it was sent; the gateway made task %s "
+            "(idempotency key %s)",
+            task_id_in(task.result()),
+            idempotency_key,
+        )
 
 
 def origin_of(url: str) -> tuple[str, str, int | None]:
@@ -301,13 +341,17 @@ class GatewayConnection:
         attempt = 0
         while True:
             try:
-                # A create once sent is seen through to its answer, even when the caller
-                # is cancelled: abandoning it would lose a task that is being paid for.
-                # The wait is bounded by Timeouts.request.
-                with anyio.CancelScope(shield=kind == "create"):
+                if kind != "create":
                     return await self._exchange_json(
                         self._within(request, deadline), limiter, task_id, deadline
                     )
+                # A create once sent is seen through to its answer, even when the caller
+                # is cancelled: abandoning it would lose a task that is being paid for.
+                # The anyio shield defers a cancel scope's cancel (a batch closing gets
+                # the job); _see_through covers a plain asyncio cancel (wait_for,
+                # Task.cancel), which no anyio shield stops.
+                with anyio.CancelScope(shield=True):
+                    return await self._see_through(request, limiter, idempotency_key)
             except (TransportError, APIError, ProtocolError) as exc:
                 wait = self.retry.after(
                     kind, attempt, exc, idempotency_key=idempotency_key, deadline=deadline
@@ -325,6 +369,26 @@ class GatewayConnection:
         if request.timeout is not None and request.timeout <= left:
             return request
         return attrs.evolve(request, timeout=left)
+
+    async def _see_through(
+        self, request: HTTPRequest, limiter: AdaptiveRateLimiter, idempotency_key: str | None
+    ) -> dict[str, object]:
+        """One create exchange that a native cancellation cannot abandon mid-flight.
+
+        The exchange runs in a task of its own. When the caller is cancelled,
+        that task is awaited to its end (at most ``Timeouts.request``, however
+        often the cancel is repeated), what it found is logged at WARNING with
+        the idempotency key so the task can be found, and the cancellation then
+        goes on: it is delayed, never swallowed.
+        """
+        loop = asyncio.get_running_loop()
+        exchange = loop.create_task(self._exchange_json(request, limiter, None))
+        try:
+            return await asyncio.shield(exchange)
+        except asyncio.CancelledError:
+            await _finish_within(exchange, self._request_timeout)
+            _log_abandoned_create(exchange, idempotency_key)
+            raise
 
     async def _exchange_json(
         self,
@@ -371,9 +435,10 @@ class GatewayConnection:
             size += len(chunk)
             if size > limit:  # at most one network chunk past the limit is held
                 if is_error:
-                    return b"".join(chunks)[:limit]
+                    return self._scrub.body(b"".join(chunks)[:limit])
                 raise _too_big(request.method, path, limit, response.status)
-        return b"".join(chunks)
+        # Text from the gateway: the key comes out before it can reach an error or a log.
+        return self._scrub.body(b"".join(chunks))
 
     # -- streaming ----------------------------------------------------------------------------
 

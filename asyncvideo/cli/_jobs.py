@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from .. import Client, Job
+from .. import Client, Job, check_output
 from ..errors import JobTimeoutError
 from ._common import EXIT_FAILED, EXIT_OK, connect, request_defaults
 from ._output import Output, iso
@@ -16,6 +16,7 @@ async def generate(args: argparse.Namespace, out: Output) -> int:
         fields["image"] = args.image
     async with connect(args) as client:
         request = client.prepare(prompt=args.prompt, **fields)
+        await check_output(args.output)  # before paying: a clip that cannot be kept is lost
         job = await client.submit(request)
         # Said at once, so the paid-for task can be found again if this run dies.
         out.note(f"submitted task {job.id} ({job.model})")

@@ -257,6 +257,11 @@ def _body_id(body: Mapping[str, object]) -> str | None:
     return None
 
 
+def task_id_in(payload: Mapping[str, object]) -> str | None:
+    """The task id an answer names, envelopes unwrapped; ``None`` if it names none."""
+    return _body_id(_unwrap(payload))
+
+
 def _keep_identity(known: str, body_id: str | None, previous: Job | None) -> None:
     # A proxy may re-encode the id in later answers (LiteLLM drops the model
     # from its provider-tagged ids); that id does not work on its endpoints.

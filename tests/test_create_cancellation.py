@@ -1,0 +1,93 @@
+"""A create cancelled by plain asyncio (``wait_for``, ``Task.cancel``) is seen through.
+
+The anyio shield around a create defers a cancel scope's cancel, but not a
+native asyncio cancellation; the create must still get its answer, and the
+task it made must be findable (its id and key logged) before the cancel goes on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+
+import pytest
+from aiohttp import web
+
+from asyncvideo import Client, ManualClock
+
+pytestmark = pytest.mark.anyio
+
+ANSWER_AFTER = 0.3
+
+
+class SlowCreates:
+    """A gateway whose create answers only after ``ANSWER_AFTER`` seconds."""
+
+    def __init__(self) -> None:
+        self.creates = 0
+        self.url = ""
+
+    async def create(self, request: web.Request) -> web.Response:
+        self.creates += 1
+        await asyncio.sleep(ANSWER_AFTER)
+        return web.json_response({"id": f"video_slow_{self.creates}", "status": "queued"})
+
+
+@pytest.fixture
+async def slow_creates() -> AsyncIterator[SlowCreates]:
+    gateway = SlowCreates()
+    app = web.Application()
+    app.router.add_post("/v1/videos", gateway.create)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    gateway.url = f"http://127.0.0.1:{runner.addresses[0][1]}"
+    yield gateway
+    await runner.cleanup()
+
+
+def pending_tasks() -> set[asyncio.Task[object]]:
+    return {
+        task
+        for task in asyncio.all_tasks()
+        if task is not asyncio.current_task()
+        and "RequestHandler" not in getattr(task.get_coro(), "__qualname__", "")
+    }
+
+
+async def test_a_create_under_wait_for_is_seen_through_and_its_task_logged(
+    slow_creates: SlowCreates, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="asyncvideo")
+    before = pending_tasks()
+    async with Client(api_key="sk-secret", base_url=slow_creates.url, clock=ManualClock()) as c:
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(
+                c.submit(prompt="a cat", model="sora-2", idempotency_key="key-123"), 0.05
+            )
+        assert pending_tasks() == before  # the exchange is over, not left running
+    assert slow_creates.creates == 1
+    assert "video_slow_1" in caplog.text
+    assert "key-123" in caplog.text
+    assert "sk-secret" not in caplog.text
+
+
+async def test_a_create_cancelled_twice_still_waits_for_its_answer(
+    slow_creates: SlowCreates, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="asyncvideo")
+    async with Client(api_key="sk-secret", base_url=slow_creates.url, clock=ManualClock()) as c:
+        task = asyncio.get_running_loop().create_task(
+            c.submit(prompt="a dog", model="sora-2", idempotency_key="key-456")
+        )
+        await asyncio.sleep(0.05)
+        task.cancel()
+        await asyncio.sleep(0.05)
+        task.cancel()  # an impatient caller: the create is still seen through
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    assert slow_creates.creates == 1
+    assert "video_slow_1" in caplog.text
+    assert "key-456" in caplog.text

@@ -2,10 +2,11 @@
 
 The body streams to ``<dest>.part`` beside the destination in fixed chunks
 (memory does not grow with file size). A dropped connection resumes with
-``Range``/``If-Range``. The result must have the announced length and start
-like an MP4 (an ``ftyp`` box) before it is fsynced and renamed into place, so a
-JSON error page is never saved as a video and a half file never appears under
-the final name.
+``Range``/``If-Range``. The result must have the announced length, start like
+an MP4 (an ``ftyp`` box), have top-level boxes whose sizes add up to its length
+and hold a ``moov`` box (the index no player can do without) before it is
+fsynced and renamed into place, so a JSON error page is never saved as a video
+and a half file never appears under the final name.
 
 Videos are asked for with ``Accept-Encoding: identity``. A server that encodes
 anyway (the LiteLLM proxy gzips content) announces the *encoded* length, so
@@ -78,19 +79,26 @@ def mp4_boxes_end(read_at: Callable[[int, int], bytes], size: int) -> int:
     Raises:
         IntegrityError: a box header no MP4 has.
     """
+    return _walk_boxes(read_at, size)[0]
+
+
+def _walk_boxes(read_at: Callable[[int, int], bytes], size: int) -> tuple[int, set[bytes]]:
+    """Where the top-level boxes end, and the types of those that fit in ``size``."""
     position = 0
+    kinds: set[bytes] = set()
     for _ in range(_MAX_TOP_LEVEL_BOXES):
         if position >= size:
-            return position
+            return position, kinds
         header = read_at(16, position)
         if len(header) < 8:
-            return position + 8  # cut inside a box header
+            return position + 8, kinds  # cut inside a box header
         box_size = int.from_bytes(header[:4], "big")
+        kinds.add(header[4:8])
         if box_size == 0:  # "extends to the end of the file"
-            return size
+            return size, kinds
         if box_size == 1:  # a 64-bit size follows the type
             if len(header) < 16:
-                return position + 16
+                return position + 16, kinds
             box_size = int.from_bytes(header[8:16], "big")
             if box_size < 16:
                 raise IntegrityError(f"MP4 box at byte {position} has a size of {box_size}")
@@ -100,13 +108,18 @@ def mp4_boxes_end(read_at: Callable[[int, int], bytes], size: int) -> int:
     raise IntegrityError(f"more than {_MAX_TOP_LEVEL_BOXES} top-level MP4 boxes")
 
 
-def _finish(handle: BinaryIO, part: Path, dest: Path) -> None:
+def _finish(handle: BinaryIO, part: Path, dest: Path, task_id: str | None) -> None:
     handle.flush()
     size = os.fstat(handle.fileno()).st_size
-    end = mp4_boxes_end(functools.partial(os.pread, handle.fileno()), size)
+    end, kinds = _walk_boxes(functools.partial(os.pread, handle.fileno()), size)
     if end != size:
         # Truncation is a transport failure: retried (resumed where a range is possible).
         raise TransportError(f"the body ended at byte {size} inside an MP4 box ending at {end}")
+    if b"moov" not in kinds:
+        # Whole as sent, and still no video: fetching it again would give the same bytes.
+        raise IntegrityError(
+            "the downloaded body is not a playable MP4 (no moov box)", task_id=task_id
+        )
     os.fsync(handle.fileno())
     handle.close()
     os.replace(part, dest)
@@ -252,7 +265,7 @@ async def _attempt(
             raise IntegrityError(
                 f"the downloaded body is {written} bytes, not a video", task_id=task_id
             )
-        await anyio.to_thread.run_sync(_finish, handle, part.path, dest)
+        await anyio.to_thread.run_sync(_finish, handle, part.path, dest, task_id)
         part.handle = None
         return written
 

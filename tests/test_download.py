@@ -422,16 +422,17 @@ async def test_a_header_split_across_reads_is_still_an_mp4(
 
 
 async def test_tiny_bodies(start_cdn: StartCdn, tmp_path: Path) -> None:
-    bodies = iter([b"\0\0\0\x08ftyp", b"\0\0\0\x08fty", b"\0" * 4096])
+    smallest = b"\0\0\0\x08ftyp\0\0\0\x08moov"
+    bodies = iter([smallest, b"\0\0\0\x08fty", b"\0" * 4096])
 
     async def handler(request: web.Request) -> web.StreamResponse:
         return video(next(bodies))
 
     cdn = await start_cdn(handler)
     async with cdn_client(cdn, ManualClock()) as client:
-        # One empty ftyp box is the shortest body that passes for a video.
+        # An empty ftyp box and an empty moov box: the shortest body that passes for a video.
         path = await client.download(cdn_job(cdn), tmp_path / "v.mp4")
-        assert path.read_bytes() == b"\0\0\0\x08ftyp"
+        assert path.read_bytes() == smallest
         with pytest.raises(
             errors.IntegrityError, match=r"^the downloaded body is 7 bytes"
         ) as seven:
@@ -607,6 +608,7 @@ def boxes_end(data: bytes) -> int:
 def test_where_the_boxes_say_a_file_ends() -> None:
     ftyp = box(b"ftyp", b"isom\0\0\0\0")
     assert boxes_end(VIDEO) == len(VIDEO)
+    assert boxes_end(VIDEO[:-1]) == len(VIDEO)
     # mdat with size 0 runs to the end of the file, however long that is
     assert boxes_end(ftyp + box(b"mdat", b"x" * 100, size=0)) == len(ftyp) + 108
     # a 64-bit size follows the type when the 32-bit size is 1; 16 is its smallest
@@ -640,7 +642,8 @@ async def test_a_file_whose_last_box_runs_to_its_end_is_checked_by_length(
     start_cdn: StartCdn, tmp_path: Path
 ) -> None:
     # The boxes cannot tell this file is cut short; the announced length can.
-    whole = VIDEO[:32] + box(b"mdat", VIDEO[40:], size=0)
+    mdat = VIDEO.index(b"mdat") - 4
+    whole = VIDEO[:mdat] + box(b"mdat", VIDEO[mdat + 8 :], size=0)
 
     async def handler(request: web.Request) -> web.StreamResponse:
         start = int(request.headers.get("Range", "bytes=0-").removeprefix("bytes=").rstrip("-"))
@@ -737,3 +740,35 @@ async def test_a_folder_removed_between_attempts_never_yields_a_patched_file(
             assert not folder.exists() or list(folder.iterdir()) == []
         else:
             assert path.read_bytes() == VIDEO
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        box(b"ftyp", b"isom\0\0\0\0") + box(b"mdat", b"x" * 5_000),
+        VIDEO[: VIDEO.index(b"moov") - 4] + VIDEO[VIDEO.index(b"mdat") - 4 :],
+    ],
+    ids=["ftyp-mdat", "ftyp-free-mdat"],
+)
+async def test_point_4_a_body_without_moov_is_an_integrity_error(
+    start_cdn: StartCdn, tmp_path: Path, body: bytes
+) -> None:
+    # Whole by every measure (no Content-Length to check; the box sizes add up),
+    # yet no player can open it. Cut bodies: tests/test_hostile_answers.py.
+    async def handler(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse()
+        response.content_type = "video/mp4"
+        response.enable_chunked_encoding()
+        await response.prepare(request)
+        await response.write(body)
+        await response.write_eof()
+        return response
+
+    cdn = await start_cdn(handler)
+    async with cdn_client(cdn, ManualClock()) as client:
+        with pytest.raises(errors.IntegrityError) as caught:
+            await client.download(cdn_job(cdn), tmp_path / "v.mp4")
+    assert str(caught.value) == "the downloaded body is not a playable MP4 (no moov box)"
+    assert caught.value.task_id == "t1"
+    assert len(cdn.seen) == 1  # the same bytes would come again: not retried
+    assert list(tmp_path.iterdir()) == []  # nothing under the final name, no .part

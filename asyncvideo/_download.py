@@ -15,6 +15,12 @@ offsets of a decoded stream mean nothing to a ``Range`` on the encoded one.
 A content endpoint that answers "not ready yet" just after success (the
 new-api relay does until its poller catches up) is retried for
 ``RetryPolicy.not_ready_window`` seconds.
+
+A server that drips bytes is cut when the rate over a window falls below
+``RetryPolicy.min_download_rate`` (timed by the injected clock); one that sends
+nothing fails after ``Timeouts.read``. Both are retried by the one retry
+decision and count as failed attempts, while an attempt cut off after the
+file advanced does not: a CDN that drops every 300 KB still delivers 3 MB.
 """
 
 from __future__ import annotations
@@ -34,7 +40,14 @@ from ._clock import Clock
 from ._models import Job
 from ._states import JobState
 from ._transport import GatewayConnection, HTTPResponse
-from .errors import APIError, DownloadError, IntegrityError, TransportError, VideoExpiredError
+from .errors import (
+    APIError,
+    DownloadError,
+    IntegrityError,
+    TimeoutError,
+    TransportError,
+    VideoExpiredError,
+)
 from .providers._parse import parse_json_object
 
 __all__ = ["download_job", "download_to_file", "looks_like_mp4", "mp4_boxes_end", "safe_filename"]
@@ -145,6 +158,10 @@ class _Part:
     validator: str | None = None  # ETag or Last-Modified of the bytes already in it
     handle: BinaryIO | None = None
 
+    def kept(self) -> int:
+        """The bytes the next attempt will not fetch again."""
+        return self.offset if self.validator else 0
+
     def resume_headers(self) -> dict[str, str]:
         headers = {"Accept-Encoding": "identity"}
         if self.offset and self.validator:
@@ -186,7 +203,7 @@ async def download_to_file(
     if params:
         url = _with_query(url, params)
     part = _Part(dest.with_name(dest.name + ".part"))
-    attempt = not_ready_waits = 0
+    attempt = not_ready_waits = most_kept = 0
     # Only the gateway's own content endpoint lags behind a success; a CDN that
     # says "not ready" falls back to that endpoint at once instead.
     not_ready_until = (
@@ -197,19 +214,24 @@ async def download_to_file(
     try:
         while True:
             try:
-                return await _attempt(connection, url, dest, part, provider, task_id)
+                return await _attempt(connection, url, dest, part, provider, task_id, clock)
             except (TransportError, APIError) as exc:
                 exc.task_id = task_id  # a body cut while reading does not know its task
+                # Cut off, but further than ever: the budget is for attempts that
+                # get nowhere (a slow or stalled one always counts).
+                progressed = part.kept() > most_kept and not isinstance(exc, TimeoutError)
+                most_kept = max(most_kept, part.kept())
                 wait = connection.retry.after(
                     "download",
                     attempt,
                     exc,
                     not_ready_waits=not_ready_waits,
                     not_ready_until=not_ready_until,
+                    progressed=progressed,
                 )
                 if wait.counted:
                     attempt += 1
-                else:
+                elif not progressed:
                     not_ready_waits += 1
                 await clock.sleep(wait.delay)
     except BaseException:
@@ -228,6 +250,7 @@ async def _attempt(
     part: _Part,
     provider: str,
     task_id: str | None,
+    clock: Clock,
 ) -> int:
     """One request for the body (resuming ``part`` where it can); the bytes in ``dest``."""
     headers = part.resume_headers()
@@ -256,7 +279,11 @@ async def _attempt(
             else (response.headers.get("ETag") or response.headers.get("Last-Modified"))
         )
         handle = part.open_at(start)
-        written = await _write_body(response, handle, part, task_id)
+        policy = connection.retry.policy
+        floor = _RateFloor(
+            clock, policy.min_download_rate, policy.download_rate_window, clock.monotonic()
+        )
+        written = await _write_body(response, handle, part, floor, task_id)
         if total is not None and written != total:
             raise TransportError(
                 f"connection ended after {written} of {total} bytes", task_id=task_id
@@ -270,8 +297,33 @@ async def _attempt(
         return written
 
 
+@attrs.define
+class _RateFloor:
+    """Fails a body that arrives slower than ``rate`` bytes/s over each ``window`` seconds."""
+
+    clock: Clock
+    rate: float  # 0: no floor
+    window: float
+    since: float
+    received: int = 0
+
+    def add(self, count: int, task_id: str | None) -> None:
+        self.received += count
+        now = self.clock.monotonic()
+        elapsed = now - self.since
+        if not self.rate or elapsed < self.window:
+            return
+        if self.received < self.rate * elapsed:
+            raise TimeoutError(
+                f"the download fell below {self.rate:g} bytes/s "
+                f"({self.received} bytes in {elapsed:.3g} s)",
+                task_id=task_id,
+            )
+        self.since, self.received = now, 0
+
+
 async def _write_body(
-    response: HTTPResponse, handle: BinaryIO, part: _Part, task_id: str | None
+    response: HTTPResponse, handle: BinaryIO, part: _Part, floor: _RateFloor, task_id: str | None
 ) -> int:
     """Append the body to ``handle``, checking that a fresh file starts like an MP4."""
     written = part.offset
@@ -291,6 +343,7 @@ async def _write_body(
         handle.write(chunk)
         written += len(chunk)
         part.offset = written
+        floor.add(len(chunk), task_id)
     return written
 
 

@@ -51,7 +51,8 @@ class Retry:
     """Try again after ``delay`` seconds.
 
     ``counted`` is False for a wait that is not a failed attempt (a content
-    endpoint that has not caught up with the status yet).
+    endpoint that has not caught up with the status yet, or a download cut off
+    after the file advanced).
     """
 
     delay: float
@@ -91,6 +92,7 @@ class RetryDecision:
         idempotency_key: str | None = None,
         not_ready_waits: int = 0,
         not_ready_until: float | None = None,
+        progressed: bool = False,
     ) -> Retry:
         """When to try ``kind`` again after ``error`` on ``attempt`` (0-based); or raise.
 
@@ -102,6 +104,9 @@ class RetryDecision:
             not_ready_waits: not-ready waits so far (their backoff grows apart).
             not_ready_until: for a download from the gateway's own content
                 endpoint, the clock time until which "not ready yet" is waited out.
+            progressed: a download cut off after it kept more of the file than
+                ever before; such an attempt does not count against
+                ``max_attempts`` (the caller leaves slow or stalled ones out).
 
         Raises:
             CreateOutcomeUnknown: a create that may have made a task, not to be
@@ -118,7 +123,7 @@ class RetryDecision:
         ):
             delay = policy.backoff(not_ready_waits, self._rng)
             return Retry(min(delay, not_ready_until - self._clock.monotonic()), counted=False)
-        last = attempt + 1 >= policy.max_attempts
+        last = attempt + 1 >= policy.max_attempts and not progressed
         retryable, ambiguous = self._classify(kind, error)
         if ambiguous and (last or not retryable or not self._honours_keys):
             raise CreateOutcomeUnknown.after(error, idempotency_key=idempotency_key) from error
@@ -129,7 +134,7 @@ class RetryDecision:
                 ) from error
             raise error
         retry_after = error.retry_after if isinstance(error, RateLimitError) else None
-        return Retry(policy.backoff(attempt, self._rng, retry_after))
+        return Retry(policy.backoff(attempt, self._rng, retry_after), counted=not progressed)
 
     @staticmethod
     def _classify(kind: RequestKind, error: AsyncVideoError) -> tuple[bool, bool]:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gzip
 import random
+import re
 import shutil
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from pathlib import Path
@@ -17,7 +19,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 from multidict import CIMultiDictProxy
 
-from asyncvideo import Client, Job, JobState, ManualClock, RetryPolicy, errors
+from asyncvideo import Client, Job, JobState, ManualClock, RetryPolicy, Timeouts, errors
 from asyncvideo._download import looks_like_mp4, mp4_boxes_end, safe_filename
 from asyncvideo.testing import FakeGateway, make_mp4
 
@@ -669,11 +671,12 @@ async def test_a_range_cut_short_on_the_last_attempt_says_how_short(
         return video(VIDEO[10_000:20_000], status=206, headers={"Content-Range": span})
 
     cdn = await start_cdn(handler)
-    async with cdn_client(cdn, ManualClock(), RecordedBackoff(max_attempts=2)) as client:
+    # The first cut kept bytes for a resume (progress, not counted); then range, cut, range.
+    async with cdn_client(cdn, ManualClock(), RecordedBackoff(max_attempts=3)) as client:
         with pytest.raises(errors.DownloadError) as caught:
             await client.download(cdn_job(cdn), tmp_path / "v.mp4")
     assert str(caught.value) == (
-        "download failed after 2 attempts: connection ended after 20000 of 30000 bytes"
+        "download failed after 3 attempts: connection ended after 20000 of 30000 bytes"
     )
     assert isinstance(caught.value.__cause__, errors.TransportError)
     assert caught.value.__cause__.task_id == "t1"
@@ -694,11 +697,12 @@ async def test_a_range_answer_that_never_fits_fails_saying_why(
         return video(VIDEO[5_000:], status=206, headers=headers)
 
     cdn = await start_cdn(handler)
-    async with cdn_client(cdn, ManualClock()) as client:
+    # The first cut kept bytes for a resume (progress, not counted); then range, cut, range.
+    async with cdn_client(cdn, ManualClock(), RecordedBackoff(max_attempts=3)) as client:
         with pytest.raises(errors.DownloadError) as caught:
             await client.download(cdn_job(cdn), tmp_path / "v.mp4")
     assert str(caught.value) == (
-        "download failed after 4 attempts: the server answered with a range that does not "
+        "download failed after 3 attempts: the server answered with a range that does not "
         f"continue the file ({shown})"
     )
     assert isinstance(caught.value.__cause__, errors.TransportError)
@@ -772,3 +776,124 @@ async def test_point_4_a_body_without_moov_is_an_integrity_error(
     assert caught.value.task_id == "t1"
     assert len(cdn.seen) == 1  # the same bytes would come again: not retried
     assert list(tmp_path.iterdir()) == []  # nothing under the final name, no .part
+
+
+# -- point 5: slow drips and progress ---------------------------------------------------------
+
+
+async def test_point_5_a_drip_fed_download_is_cut_by_the_minimum_rate(
+    start_cdn: StartCdn, tmp_path: Path
+) -> None:
+    clock = ManualClock()
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        start = int(request.headers.get("Range", "bytes=0-").removeprefix("bytes=").rstrip("-"))
+        status, headers = 200, {"ETag": '"v1"'}
+        if start:
+            status, headers["Content-Range"] = 206, f"bytes {start}-{len(VIDEO) - 1}/{len(VIDEO)}"
+        response = web.StreamResponse(status=status, headers=headers)
+        response.content_type = "video/mp4"
+        await response.prepare(request)
+        with contextlib.suppress(ConnectionError):
+            for offset in range(start, len(VIDEO)):
+                clock.advance(0.15)  # one byte per 0.15 s, as the injected clock tells it
+                await response.write(VIDEO[offset : offset + 1])
+                await asyncio.sleep(0)
+        return response
+
+    cdn = await start_cdn(handler)
+    policy = RecordedBackoff(min_download_rate=100.0, download_rate_window=3.0)
+    async with cdn_client(cdn, clock, policy) as client:
+        with pytest.raises(errors.DownloadError) as caught:
+            await client.download(cdn_job(cdn), tmp_path / "v.mp4")
+    assert re.match(
+        r"^download failed after 4 attempts: the download fell below 100 bytes/s \(\d+ bytes in ",
+        str(caught.value),
+    )
+    assert isinstance(caught.value.__cause__, errors.TimeoutError)
+    # Each attempt resumed further on, yet a slow attempt always counts.
+    assert len(cdn.seen) == 4
+    assert "Range" in cdn.seen[1]
+    assert calls_of(client) == [(0, None), (1, None), (2, None)]
+    assert list(tmp_path.iterdir()) == []
+
+
+async def test_point_5_a_stalled_download_fails_after_the_read_timeout(
+    start_cdn: StartCdn, tmp_path: Path
+) -> None:
+    release = anyio.Event()
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Content-Length": str(len(VIDEO))})
+        response.content_type = "video/mp4"
+        await response.prepare(request)
+        await response.write(VIDEO[:1_000])
+        await release.wait()  # then nothing at all
+        return response
+
+    cdn = await start_cdn(handler)
+    # Real time, kept small: the stall timeout is the transport's, between socket reads.
+    client = Client(
+        api_key="k",
+        base_url=cdn.url,
+        clock=ManualClock(),
+        retry_policy=RecordedBackoff(max_attempts=2),
+        timeouts=Timeouts(read=0.2),
+    )
+    try:
+        async with client:
+            with pytest.raises(errors.DownloadError) as caught:
+                await client.download(cdn_job(cdn), tmp_path / "v.mp4")
+    finally:
+        release.set()
+    assert str(caught.value).startswith("download failed after 2 attempts: ")
+    assert isinstance(caught.value.__cause__, errors.TimeoutError)
+    assert len(cdn.seen) == 2
+    assert list(tmp_path.iterdir()) == []
+
+
+async def test_point_5_a_file_cut_every_300_kb_arrives_because_each_cut_made_progress(
+    start_cdn: StartCdn, tmp_path: Path
+) -> None:
+    big = make_mp4(3_000_000, "big")
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        start = int(request.headers.get("Range", "bytes=0-").removeprefix("bytes=").rstrip("-"))
+        headers = {"ETag": '"v1"', "Content-Length": str(len(big) - start)}
+        if start:
+            headers["Content-Range"] = f"bytes {start}-{len(big) - 1}/{len(big)}"
+        response = web.StreamResponse(status=206 if start else 200, headers=headers)
+        response.content_type = "video/mp4"
+        await response.prepare(request)
+        await response.write(big[start : start + 300_000])
+        if start + 300_000 < len(big):
+            assert request.transport is not None
+            request.transport.close()
+        return response
+
+    cdn = await start_cdn(handler)
+    async with cdn_client(cdn, ManualClock()) as client:
+        path = await client.download(cdn_job(cdn), tmp_path / "v.mp4")
+    assert path.read_bytes() == big
+    assert len(cdn.seen) == 10  # far past RetryPolicy.max_attempts (4)
+    assert calls_of(client) == [(0, None)] * 9  # no cut that got further counted
+
+
+async def test_point_5_a_cut_that_gets_no_further_counts(
+    start_cdn: StartCdn, tmp_path: Path
+) -> None:
+    # Resumable, but the server always stops at the same byte: progress once, then none.
+    async def handler(request: web.Request) -> web.StreamResponse:
+        if "Range" not in request.headers:
+            return await cut_short(request, at=12_000, headers={"ETag": '"v1"'})
+        span = f"bytes 12000-{len(VIDEO) - 1}/{len(VIDEO)}"
+        return await cut_short(
+            request, at=0, body=VIDEO[12_000:], headers={"ETag": '"v1"', "Content-Range": span}
+        )
+
+    cdn = await start_cdn(handler)
+    async with cdn_client(cdn, ManualClock()) as client:
+        with pytest.raises(errors.DownloadError, match=r"^download failed after 4 attempts"):
+            await client.download(cdn_job(cdn), tmp_path / "v.mp4")
+    assert len(cdn.seen) == 5  # the first made progress; four got nowhere
+    assert calls_of(client) == [(0, None), (0, None), (1, None), (2, None)]

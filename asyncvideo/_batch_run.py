@@ -42,7 +42,13 @@ from ._poller import PollUpdate, Watch
 from ._polling import PollPolicy
 from ._states import JobState
 from ._store import JobStore, JournalEntry, SQLiteJournal, fingerprint
-from .errors import AsyncVideoError, CreateOutcomeUnknown, JobFailedError, ValidationError
+from .errors import (
+    AsyncVideoError,
+    CreateOutcomeUnknown,
+    JobFailedError,
+    OutputError,
+    ValidationError,
+)
 
 if TYPE_CHECKING:
     from ._batch import BatchBackend
@@ -184,6 +190,8 @@ class _Run:
     async def _open_journal(path: str | os.PathLike[str]) -> SQLiteJournal:
         try:
             return await SQLiteJournal.open(path)
+        except OutputError:
+            raise  # the disk: already names the path (and stops the batch before any create)
         except (OSError, sqlite3.Error) as exc:
             # Before any create: a journal that cannot be kept must not let clips be paid for.
             raise ValidationError(

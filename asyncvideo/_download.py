@@ -21,10 +21,16 @@ A server that drips bytes is cut when the rate over a window falls below
 nothing fails after ``Timeouts.read``. Both are retried by the one retry
 decision and count as failed attempts, while an attempt cut off after the
 file advanced does not: a CDN that drops every 300 KB still delivers 3 MB.
+
+Every file-system failure (a folder that is a file, a read-only or full disk)
+is an :class:`~asyncvideo.errors.OutputError` naming the path, and a URL that
+cannot be used (a port past 65535, no host) a ``DownloadError`` before any
+request.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import os
@@ -37,6 +43,7 @@ import anyio
 import attrs
 
 from ._clock import Clock
+from ._fs import output_error
 from ._models import Job
 from ._states import JobState
 from ._transport import GatewayConnection, HTTPResponse
@@ -50,7 +57,13 @@ from .errors import (
 )
 from .providers._parse import parse_json_object
 
-__all__ = ["download_job", "download_to_file", "looks_like_mp4", "mp4_boxes_end", "safe_filename"]
+__all__ = [
+    "download_job",
+    "download_to_file",
+    "looks_like_mp4",
+    "mp4_boxes_end",
+    "safe_filename",
+]
 
 logger = logging.getLogger("asyncvideo")
 
@@ -122,9 +135,12 @@ def _walk_boxes(read_at: Callable[[int, int], bytes], size: int) -> tuple[int, s
 
 
 def _finish(handle: BinaryIO, part: Path, dest: Path, task_id: str | None) -> None:
-    handle.flush()
-    size = os.fstat(handle.fileno()).st_size
-    end, kinds = _walk_boxes(functools.partial(os.pread, handle.fileno()), size)
+    try:
+        handle.flush()
+        size = os.fstat(handle.fileno()).st_size
+        end, kinds = _walk_boxes(functools.partial(os.pread, handle.fileno()), size)
+    except OSError as exc:
+        raise output_error(exc, part, "write", task_id) from exc
     if end != size:
         # Truncation is a transport failure: retried (resumed where a range is possible).
         raise TransportError(f"the body ended at byte {size} inside an MP4 box ending at {end}")
@@ -133,9 +149,15 @@ def _finish(handle: BinaryIO, part: Path, dest: Path, task_id: str | None) -> No
         raise IntegrityError(
             "the downloaded body is not a playable MP4 (no moov box)", task_id=task_id
         )
-    os.fsync(handle.fileno())
-    handle.close()
-    os.replace(part, dest)
+    try:
+        os.fsync(handle.fileno())
+        handle.close()
+    except OSError as exc:
+        raise output_error(exc, part, "write", task_id) from exc
+    try:
+        os.replace(part, dest)
+    except OSError as exc:
+        raise output_error(exc, dest, "save the video as", task_id) from exc
 
 
 def _error_summary(body: bytes) -> str:
@@ -169,11 +191,14 @@ class _Part:
             headers["If-Range"] = self.validator
         return headers
 
-    def open_at(self, offset: int) -> BinaryIO:
+    def open_at(self, offset: int, task_id: str | None) -> BinaryIO:
         self.close()
         self.offset = offset
         # Opening a local file takes microseconds; a thread hop costs more CPU.
-        self.handle = _open_part(self.path, offset)
+        try:
+            self.handle = _open_part(self.path, offset)
+        except OSError as exc:
+            raise output_error(exc, self.path, "open", task_id) from exc
         return self.handle
 
     def close(self) -> None:
@@ -202,6 +227,7 @@ async def download_to_file(
     """
     if params:
         url = _with_query(url, params)
+    url = _usable_url(connection, url, task_id)
     part = _Part(dest.with_name(dest.name + ".part"))
     attempt = not_ready_waits = most_kept = 0
     # Only the gateway's own content endpoint lags behind a success; a CDN that
@@ -238,7 +264,9 @@ async def download_to_file(
         # Keep a resumable .part only while this call is retrying; a failed or
         # cancelled download leaves nothing behind that could pass for a video.
         part.close()
-        with anyio.CancelScope(shield=True):
+        with anyio.CancelScope(shield=True), contextlib.suppress(OSError):
+            # A folder that is a file cannot hold a .part either; the error to
+            # show is the one that got us here.
             await anyio.Path(part.path).unlink(missing_ok=True)
         raise
 
@@ -278,7 +306,7 @@ async def _attempt(
             if encoded
             else (response.headers.get("ETag") or response.headers.get("Last-Modified"))
         )
-        handle = part.open_at(start)
+        handle = part.open_at(start, task_id)
         policy = connection.retry.policy
         floor = _RateFloor(
             clock, policy.min_download_rate, policy.download_rate_window, clock.monotonic()
@@ -340,7 +368,10 @@ async def _write_body(
         # Each socket read goes straight to the page cache (cheaper inline than a
         # thread hop, and a drop loses nothing already received); the slow part,
         # fsync, runs in a worker thread.
-        handle.write(chunk)
+        try:
+            handle.write(chunk)
+        except OSError as exc:
+            raise output_error(exc, part.path, "write", task_id) from exc
         written += len(chunk)
         part.offset = written
         floor.add(len(chunk), task_id)
@@ -406,6 +437,25 @@ async def download_job(
         clock=clock,
         params={"variant": variant} if variant else None,
     )
+
+
+def _usable_url(connection: GatewayConnection, url: str, task_id: str | None) -> str:
+    """``url`` made absolute, or a DownloadError for one no request can go to."""
+    try:
+        absolute = connection.url(url)
+        parts = urlsplit(absolute)
+        _ = parts.port  # raises for a port past 65535
+    except ValueError as exc:
+        raise DownloadError(
+            f"the video URL cannot be used: {exc}", task_id=task_id
+        ) from None  # the URL itself may carry a signature; the message names no part of it
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise DownloadError(
+            f"the video URL cannot be used: {parts.scheme or 'no'} scheme, "
+            f"{'host ' + repr(parts.hostname) if parts.hostname else 'no host'}",
+            task_id=task_id,
+        )
+    return absolute
 
 
 def _with_query(url: str, params: Mapping[str, str]) -> str:

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import gzip
 import random
 import re
 import shutil
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+import subprocess
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from pathlib import Path
 
 import anyio
@@ -19,7 +21,17 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 from multidict import CIMultiDictProxy
 
-from asyncvideo import Client, Job, JobState, ManualClock, RetryPolicy, Timeouts, errors
+from asyncvideo import (
+    Client,
+    Job,
+    JobState,
+    ManualClock,
+    RetryPolicy,
+    SQLiteJournal,
+    Timeouts,
+    VideoRequest,
+    errors,
+)
 from asyncvideo._download import looks_like_mp4, mp4_boxes_end, safe_filename
 from asyncvideo.testing import FakeGateway, make_mp4
 
@@ -897,3 +909,124 @@ async def test_point_5_a_cut_that_gets_no_further_counts(
             await client.download(cdn_job(cdn), tmp_path / "v.mp4")
     assert len(cdn.seen) == 5  # the first made progress; four got nowhere
     assert calls_of(client) == [(0, None), (0, None), (1, None), (2, None)]
+
+
+# -- point 6: typed errors ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("url", "reason"),
+    [
+        ("http://127.0.0.1:99999/v.mp4", "Port out of range 0-65535"),
+        ("http://[::1/v.mp4", "Invalid IPv6 URL"),
+        ("ftp://cdn.example/v.mp4", "ftp scheme, host 'cdn.example'"),
+        ("http:///v.mp4", "http scheme, no host"),
+    ],
+)
+async def test_point_6_a_video_url_that_cannot_be_used_is_a_download_error(
+    tmp_path: Path, url: str, reason: str
+) -> None:
+    job = Job(id="t1", model="kling-v1", provider="kling", state=JobState.SUCCEEDED, video_url=url)
+    async with Client(api_key="k", base_url="http://127.0.0.1:9/", clock=ManualClock()) as client:
+        with pytest.raises(errors.DownloadError) as caught:
+            await client.download(job, tmp_path)
+    assert type(caught.value) is errors.DownloadError
+    assert str(caught.value) == f"the video URL cannot be used: {reason}"
+    assert caught.value.task_id == "t1"
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("where", ["folder is a file", "parent is a file"])
+async def test_point_6_a_folder_that_is_a_file_is_an_output_error(
+    start_cdn: StartCdn, tmp_path: Path, where: str
+) -> None:
+    async def handler(request: web.Request) -> web.StreamResponse:
+        return video()
+
+    (tmp_path / "file").write_text("not a folder")
+    dest = tmp_path / "file" / ("v.mp4" if where == "folder is a file" else "sub/v.mp4")
+    cdn = await start_cdn(handler)
+    async with cdn_client(cdn, ManualClock()) as client:
+        with pytest.raises(errors.OutputError) as caught:
+            await client.download(cdn_job(cdn), dest)
+    assert caught.value.path == str(dest) + ".part"
+    assert caught.value.task_id == "t1"
+    assert isinstance(caught.value, OSError)  # code that caught OSError keeps working
+    assert str(caught.value).startswith(f"cannot open {str(dest) + '.part'!r}: ")
+    assert len(cdn.seen) == 1  # the disk is not retried
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file"]
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A real 64 KiB tmpfs, where the test may mount one (root on Linux); else skipped."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(disk)],
+        capture_output=True,
+        check=False,
+    )
+    if mounted.returncode:
+        pytest.skip(f"cannot mount a small tmpfs here (needs root): {mounted.stderr.decode()}")
+    try:
+        yield disk
+    finally:
+        subprocess.run(["umount", "-l", str(disk)], check=False)
+
+
+async def test_point_6_a_full_disk_is_an_output_error_with_the_path(
+    start_cdn: StartCdn, small_disk: Path
+) -> None:
+    big = make_mp4(256 * 1024, "full")
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        return video(big)
+
+    cdn = await start_cdn(handler)
+    dest = small_disk / "v.mp4"
+    async with cdn_client(cdn, ManualClock()) as client:
+        with pytest.raises(errors.OutputError) as caught:
+            await client.download(cdn_job(cdn), dest)
+    assert caught.value.errno == errno.ENOSPC
+    assert caught.value.path == str(dest) + ".part"
+    assert str(caught.value) == f"cannot write {str(dest) + '.part'!r}: No space left on device"
+    assert caught.value.task_id == "t1"
+    assert list(small_disk.iterdir()) == []  # the .part is gone, the disk is free again
+
+
+async def test_point_6_a_read_only_disk_is_an_output_error_with_the_path(
+    start_cdn: StartCdn, small_disk: Path
+) -> None:
+    async def handler(request: web.Request) -> web.StreamResponse:
+        return video()
+
+    await anyio.run_process(["mount", "-o", "remount,ro", str(small_disk)])
+    cdn = await start_cdn(handler)
+    dest = small_disk / "v.mp4"
+    async with cdn_client(cdn, ManualClock()) as client:
+        with pytest.raises(errors.OutputError) as caught:
+            await client.download(cdn_job(cdn), dest)
+    assert caught.value.errno == errno.EROFS
+    assert caught.value.path == str(dest) + ".part"
+    assert "Read-only file system" in str(caught.value)
+
+
+async def test_point_6_a_journal_on_a_full_disk_is_an_output_error_with_its_path(
+    small_disk: Path,
+) -> None:
+    path = small_disk / "journal.sqlite"
+    journal = await SQLiteJournal.open(path)
+    try:
+        request = VideoRequest(prompt="x" * 20_000, model="kling-v1")
+
+        async def fill_the_disk() -> None:
+            for index in range(1_000):
+                await journal.record_intent(index, request, f"key-{index}" * 1_000)
+
+        with pytest.raises(errors.OutputError) as caught:
+            await fill_the_disk()
+        assert caught.value.path == str(path)
+        assert str(caught.value).startswith(f"cannot write the journal {str(path)!r}: ")
+    finally:
+        await journal.close()

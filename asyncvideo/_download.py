@@ -221,9 +221,11 @@ async def download_to_file(
 
     Raises:
         IntegrityError: the body is not an MP4 or its length is wrong.
-        DownloadError: the server sent something that is not a video, or the
-            transfer kept failing.
+        DownloadError: the server sent something that is not a video, the
+            transfer kept failing (cut, stalled or too slow), or ``url``
+            cannot be used (no host, a port past 65535).
         APIError: the server answered with an error status.
+        OutputError: the file system refused the ``.part`` or ``dest``.
     """
     if params:
         url = _with_query(url, params)

@@ -210,6 +210,8 @@ class _Run:
     async def _open_journal(path: str | os.PathLike[str]) -> SQLiteJournal:
         try:
             return await SQLiteJournal.open(path)
+        except OutputError:
+            raise  # the disk: already names the path (and stops the batch before any create)
         except (OSError, sqlite3.Error) as exc:
             # Before any create: a journal that cannot be kept must not let clips be paid for.
             raise ValidationError(

@@ -2,10 +2,11 @@
 
 The body streams to ``<dest>.part`` beside the destination in fixed chunks
 (memory does not grow with file size). A dropped connection resumes with
-``Range``/``If-Range``. The result must have the announced length and start
-like an MP4 (an ``ftyp`` box) before it is fsynced and renamed into place, so a
-JSON error page is never saved as a video and a half file never appears under
-the final name.
+``Range``/``If-Range``. The result must have the announced length, start like
+an MP4 (an ``ftyp`` box), have top-level boxes whose sizes add up to its length
+and hold a ``moov`` box (the index no player can do without) before it is
+fsynced and renamed into place, so a JSON error page is never saved as a video
+and a half file never appears under the final name.
 
 Videos are asked for with ``Accept-Encoding: identity``. A server that encodes
 anyway (the LiteLLM proxy gzips content) announces the *encoded* length, so
@@ -14,10 +15,22 @@ offsets of a decoded stream mean nothing to a ``Range`` on the encoded one.
 A content endpoint that answers "not ready yet" just after success (the
 new-api relay does until its poller catches up) is retried for
 ``RetryPolicy.not_ready_window`` seconds.
+
+A server that drips bytes is cut when the rate over a window falls below
+``RetryPolicy.min_download_rate`` (timed by the injected clock); one that sends
+nothing fails after ``Timeouts.read``. Both are retried by the one retry
+decision and count as failed attempts, while an attempt cut off after the
+file advanced does not: a CDN that drops every 300 KB still delivers 3 MB.
+
+Every file-system failure (a folder that is a file, a read-only or full disk)
+is an :class:`~asyncvideo.errors.OutputError` naming the path, and a URL that
+cannot be used (a port past 65535, no host) a ``DownloadError`` before any
+request.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import logging
@@ -31,13 +44,27 @@ import anyio
 import attrs
 
 from ._clock import Clock
+from ._fs import output_error
 from ._models import Job
 from ._states import JobState
 from ._transport import GatewayConnection, HTTPResponse
-from .errors import APIError, DownloadError, IntegrityError, TransportError, VideoExpiredError
+from .errors import (
+    APIError,
+    DownloadError,
+    IntegrityError,
+    TimeoutError,
+    TransportError,
+    VideoExpiredError,
+)
 from .providers._parse import parse_json_object
 
-__all__ = ["download_job", "download_to_file", "looks_like_mp4", "mp4_boxes_end", "safe_filename"]
+__all__ = [
+    "download_job",
+    "download_to_file",
+    "looks_like_mp4",
+    "mp4_boxes_end",
+    "safe_filename",
+]
 
 logger = logging.getLogger("asyncvideo")
 
@@ -97,19 +124,26 @@ def mp4_boxes_end(read_at: Callable[[int, int], bytes], size: int) -> int:
     Raises:
         IntegrityError: a box header no MP4 has.
     """
+    return _walk_boxes(read_at, size)[0]
+
+
+def _walk_boxes(read_at: Callable[[int, int], bytes], size: int) -> tuple[int, set[bytes]]:
+    """Where the top-level boxes end, and the types of those that fit in ``size``."""
     position = 0
+    kinds: set[bytes] = set()
     for _ in range(_MAX_TOP_LEVEL_BOXES):
         if position >= size:
-            return position
+            return position, kinds
         header = read_at(16, position)
         if len(header) < 8:
-            return position + 8  # cut inside a box header
+            return position + 8, kinds  # cut inside a box header
         box_size = int.from_bytes(header[:4], "big")
+        kinds.add(header[4:8])
         if box_size == 0:  # "extends to the end of the file"
-            return size
+            return size, kinds
         if box_size == 1:  # a 64-bit size follows the type
             if len(header) < 16:
-                return position + 16
+                return position + 16, kinds
             box_size = int.from_bytes(header[8:16], "big")
             if box_size < 16:
                 raise IntegrityError(f"MP4 box at byte {position} has a size of {box_size}")
@@ -119,16 +153,30 @@ def mp4_boxes_end(read_at: Callable[[int, int], bytes], size: int) -> int:
     raise IntegrityError(f"more than {_MAX_TOP_LEVEL_BOXES} top-level MP4 boxes")
 
 
-def _finish(handle: BinaryIO, part: Path, dest: Path) -> None:
-    handle.flush()
-    size = os.fstat(handle.fileno()).st_size
-    end = mp4_boxes_end(functools.partial(os.pread, handle.fileno()), size)
+def _finish(handle: BinaryIO, part: Path, dest: Path, task_id: str | None) -> None:
+    try:
+        handle.flush()
+        size = os.fstat(handle.fileno()).st_size
+        end, kinds = _walk_boxes(functools.partial(os.pread, handle.fileno()), size)
+    except OSError as exc:
+        raise output_error(exc, part, "write", task_id) from exc
     if end != size:
         # Truncation is a transport failure: retried (resumed where a range is possible).
         raise TransportError(f"the body ended at byte {size} inside an MP4 box ending at {end}")
-    os.fsync(handle.fileno())
-    handle.close()
-    os.replace(part, dest)
+    if b"moov" not in kinds:
+        # Whole as sent, and still no video: fetching it again would give the same bytes.
+        raise IntegrityError(
+            "the downloaded body is not a playable MP4 (no moov box)", task_id=task_id
+        )
+    try:
+        os.fsync(handle.fileno())
+        handle.close()
+    except OSError as exc:
+        raise output_error(exc, part, "write", task_id) from exc
+    try:
+        os.replace(part, dest)
+    except OSError as exc:
+        raise output_error(exc, dest, "save the video as", task_id) from exc
 
 
 def _error_summary(body: bytes) -> str:
@@ -151,6 +199,10 @@ class _Part:
     validator: str | None = None  # ETag or Last-Modified of the bytes already in it
     handle: BinaryIO | None = None
 
+    def kept(self) -> int:
+        """The bytes the next attempt will not fetch again."""
+        return self.offset if self.validator else 0
+
     def resume_headers(self) -> dict[str, str]:
         headers = {"Accept-Encoding": "identity"}
         if self.offset and self.validator:
@@ -158,11 +210,14 @@ class _Part:
             headers["If-Range"] = self.validator
         return headers
 
-    def open_at(self, offset: int) -> BinaryIO:
+    def open_at(self, offset: int, task_id: str | None) -> BinaryIO:
         self.close()
         self.offset = offset
         # Opening a local file takes microseconds; a thread hop costs more CPU.
-        self.handle = _open_part(self.path, offset)
+        try:
+            self.handle = _open_part(self.path, offset)
+        except OSError as exc:
+            raise output_error(exc, self.path, "open", task_id) from exc
         return self.handle
 
     def close(self) -> None:
@@ -185,14 +240,17 @@ async def download_to_file(
 
     Raises:
         IntegrityError: the body is not an MP4 or its length is wrong.
-        DownloadError: the server sent something that is not a video, or the
-            transfer kept failing.
+        DownloadError: the server sent something that is not a video, the
+            transfer kept failing (cut, stalled or too slow), or ``url``
+            cannot be used (no host, a port past 65535).
         APIError: the server answered with an error status.
+        OutputError: the file system refused the ``.part`` or ``dest``.
     """
     if params:
         url = _with_query(url, params)
+    url = _usable_url(connection, url, task_id)
     part = _Part(dest.with_name(dest.name + ".part"))
-    attempt = not_ready_waits = 0
+    attempt = not_ready_waits = most_kept = 0
     # Only the gateway's own content endpoint lags behind a success; a CDN that
     # says "not ready" falls back to that endpoint at once instead.
     not_ready_until = (
@@ -203,26 +261,33 @@ async def download_to_file(
     try:
         while True:
             try:
-                return await _attempt(connection, url, dest, part, provider, task_id)
+                return await _attempt(connection, url, dest, part, provider, task_id, clock)
             except (TransportError, APIError) as exc:
                 exc.task_id = task_id  # a body cut while reading does not know its task
+                # Cut off, but further than ever: the budget is for attempts that
+                # get nowhere (a slow or stalled one always counts).
+                progressed = part.kept() > most_kept and not isinstance(exc, TimeoutError)
+                most_kept = max(most_kept, part.kept())
                 wait = connection.retry.after(
                     "download",
                     attempt,
                     exc,
                     not_ready_waits=not_ready_waits,
                     not_ready_until=not_ready_until,
+                    progressed=progressed,
                 )
                 if wait.counted:
                     attempt += 1
-                else:
+                elif not progressed:
                     not_ready_waits += 1
                 await clock.sleep(wait.delay)
     except BaseException:
         # Keep a resumable .part only while this call is retrying; a failed or
         # cancelled download leaves nothing behind that could pass for a video.
         part.close()
-        with anyio.CancelScope(shield=True):
+        with anyio.CancelScope(shield=True), contextlib.suppress(OSError):
+            # A folder that is a file cannot hold a .part either; the error to
+            # show is the one that got us here.
             await anyio.Path(part.path).unlink(missing_ok=True)
         raise
 
@@ -234,6 +299,7 @@ async def _attempt(
     part: _Part,
     provider: str,
     task_id: str | None,
+    clock: Clock,
 ) -> int:
     """One request for the body (resuming ``part`` where it can); the bytes in ``dest``."""
     headers = part.resume_headers()
@@ -261,8 +327,12 @@ async def _attempt(
             if encoded
             else (response.headers.get("ETag") or response.headers.get("Last-Modified"))
         )
-        handle = part.open_at(start)
-        written = await _write_body(response, handle, part, task_id)
+        handle = part.open_at(start, task_id)
+        policy = connection.retry.policy
+        floor = _RateFloor(
+            clock, policy.min_download_rate, policy.download_rate_window, clock.monotonic()
+        )
+        written = await _write_body(response, handle, part, floor, task_id)
         if total is not None and written != total:
             raise TransportError(
                 f"connection ended after {written} of {total} bytes", task_id=task_id
@@ -271,13 +341,38 @@ async def _attempt(
             raise IntegrityError(
                 f"the downloaded body is {written} bytes, not a video", task_id=task_id
             )
-        await anyio.to_thread.run_sync(_finish, handle, part.path, dest)
+        await anyio.to_thread.run_sync(_finish, handle, part.path, dest, task_id)
         part.handle = None
         return written
 
 
+@attrs.define
+class _RateFloor:
+    """Fails a body that arrives slower than ``rate`` bytes/s over each ``window`` seconds."""
+
+    clock: Clock
+    rate: float  # 0: no floor
+    window: float
+    since: float
+    received: int = 0
+
+    def add(self, count: int, task_id: str | None) -> None:
+        self.received += count
+        now = self.clock.monotonic()
+        elapsed = now - self.since
+        if not self.rate or elapsed < self.window:
+            return
+        if self.received < self.rate * elapsed:
+            raise TimeoutError(
+                f"the download fell below {self.rate:g} bytes/s "
+                f"({self.received} bytes in {elapsed:.3g} s)",
+                task_id=task_id,
+            )
+        self.since, self.received = now, 0
+
+
 async def _write_body(
-    response: HTTPResponse, handle: BinaryIO, part: _Part, task_id: str | None
+    response: HTTPResponse, handle: BinaryIO, part: _Part, floor: _RateFloor, task_id: str | None
 ) -> int:
     """Append the body to ``handle``, checking that a fresh file starts like an MP4."""
     written = part.offset
@@ -294,9 +389,13 @@ async def _write_body(
         # Each socket read goes straight to the page cache (cheaper inline than a
         # thread hop, and a drop loses nothing already received); the slow part,
         # fsync, runs in a worker thread.
-        handle.write(chunk)
+        try:
+            handle.write(chunk)
+        except OSError as exc:
+            raise output_error(exc, part.path, "write", task_id) from exc
         written += len(chunk)
         part.offset = written
+        floor.add(len(chunk), task_id)
     return written
 
 
@@ -359,6 +458,25 @@ async def download_job(
         clock=clock,
         params={"variant": variant} if variant else None,
     )
+
+
+def _usable_url(connection: GatewayConnection, url: str, task_id: str | None) -> str:
+    """``url`` made absolute, or a DownloadError for one no request can go to."""
+    try:
+        absolute = connection.url(url)
+        parts = urlsplit(absolute)
+        _ = parts.port  # raises for a port past 65535
+    except ValueError as exc:
+        raise DownloadError(
+            f"the video URL cannot be used: {exc}", task_id=task_id
+        ) from None  # the URL itself may carry a signature; the message names no part of it
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise DownloadError(
+            f"the video URL cannot be used: {parts.scheme or 'no'} scheme, "
+            f"{'host ' + repr(parts.hostname) if parts.hostname else 'no host'}",
+            task_id=task_id,
+        )
+    return absolute
 
 
 def _with_query(url: str, params: Mapping[str, str]) -> str:

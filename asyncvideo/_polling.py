@@ -103,6 +103,15 @@ class RetryPolicy(JSONForm):
         max_delay: the largest backoff bound, in seconds.
         max_retry_after: the cap on a gateway's ``Retry-After``.
         not_ready_window: how long a "not ready" content endpoint is retried.
+        min_download_rate: bytes per second a download must average over each
+            ``download_rate_window``, or the attempt fails (``0`` turns it off).
+        download_rate_window: seconds over which the download rate is averaged.
+
+    A download attempt that was cut off after the file advanced (more bytes
+    kept for a resume than ever before) does not count against
+    ``max_attempts``; one that was too slow or stalled (``Timeouts.read``
+    without a byte) always does, so a drip-feeding server cannot hold a
+    download slot for ever.
 
     Times are finite seconds >= 0; anything else (or ``max_attempts`` that is
     not a positive ``int``) raises :class:`~asyncvideo.errors.ConfigurationError`.
@@ -120,6 +129,10 @@ class RetryPolicy(JSONForm):
     #: how long a content request answered "not ready yet" is retried after the
     #: job succeeded (relays update the content endpoint after the status)
     not_ready_window: float = attrs.field(default=60.0, validator=non_negative_number)
+    #: a download slower than this (bytes/s, averaged over ``download_rate_window``) is
+    #: cut and retried: a drip-feeding CDN must not hold a download slot for ever
+    min_download_rate: float = attrs.field(default=1024.0, validator=non_negative_number)
+    download_rate_window: float = attrs.field(default=30.0, validator=positive_number)
 
     def backoff(self, attempt: int, rng: random.Random, retry_after: float | None = None) -> float:
         """Seconds to wait before retry number ``attempt`` (0-based)."""
@@ -134,6 +147,7 @@ class RetryPolicy(JSONForm):
             max_delay=self.max_delay * factor,
             max_retry_after=self.max_retry_after * factor,
             not_ready_window=self.not_ready_window * factor,
+            download_rate_window=self.download_rate_window * factor,
         )
 
 

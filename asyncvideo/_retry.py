@@ -51,7 +51,8 @@ class Retry:
     """Try again after ``delay`` seconds.
 
     ``counted`` is False for a wait that is not a failed attempt (a content
-    endpoint that has not caught up with the status yet).
+    endpoint that has not caught up with the status yet, or a download cut off
+    after the file advanced).
     """
 
     delay: float
@@ -92,6 +93,7 @@ class RetryDecision:
         not_ready_waits: int = 0,
         not_ready_until: float | None = None,
         deadline: float | None = None,
+        progressed: bool = False,
     ) -> Retry:
         """When to try ``kind`` again after ``error`` on ``attempt`` (0-based); or raise.
 
@@ -106,6 +108,9 @@ class RetryDecision:
             deadline: the clock time by which the caller's work must be over (a
                 wait's deadline): a retry that would sleep or start past it is
                 not made, and the error is final as on the last attempt.
+            progressed: a download cut off after it kept more of the file than
+                ever before; such an attempt does not count against
+                ``max_attempts`` (the caller leaves slow or stalled ones out).
 
         Raises:
             CreateOutcomeUnknown: a create that may have made a task, not to be
@@ -123,7 +128,7 @@ class RetryDecision:
             delay = policy.backoff(not_ready_waits, self._rng)
             return Retry(min(delay, not_ready_until - self._clock.monotonic()), counted=False)
         retryable, ambiguous = self._classify(kind, error)
-        last = attempt + 1 >= policy.max_attempts
+        last = attempt + 1 >= policy.max_attempts and not progressed
         delay = 0.0
         if retryable and not last:
             retry_after = error.retry_after if isinstance(error, RateLimitError) else None
@@ -138,7 +143,7 @@ class RetryDecision:
                     f"download failed after {attempt + 1} attempts: {error}", task_id=error.task_id
                 ) from error
             raise error
-        return Retry(delay)
+        return Retry(delay, counted=not progressed)
 
     @staticmethod
     def _classify(kind: RequestKind, error: AsyncVideoError) -> tuple[bool, bool]:

@@ -26,6 +26,7 @@ from typing import Protocol
 import anyio
 import attrs
 
+from ._fs import output_error
 from ._models import Job, VideoRequest
 
 __all__ = ["JobStore", "JournalEntry", "SQLiteJournal", "fingerprint"]
@@ -64,6 +65,10 @@ def fingerprint(request: VideoRequest) -> str:
             value = sorted((str(k), repr(v)) for k, v in value.items())
         digest.update(f"{field.name}={value!r};".encode())
     return digest.hexdigest()
+
+
+#: What SQLite and the OS raise when the disk, not the data, is at fault.
+_FILE_SYSTEM_ERRORS = (OSError, sqlite3.OperationalError)
 
 
 @attrs.frozen
@@ -141,8 +146,9 @@ class SQLiteJournal:
         ...     await journal.close()
     """
 
-    def __init__(self, connection: sqlite3.Connection) -> None:
+    def __init__(self, connection: sqlite3.Connection, path: str | None = None) -> None:
         self._db = connection
+        self._path = path or "the journal"
         self._lock = anyio.CapacityLimiter(1)
 
     @classmethod
@@ -156,15 +162,24 @@ class SQLiteJournal:
         def connect() -> sqlite3.Connection:
             Path(path).parent.mkdir(parents=True, exist_ok=True)
             db = sqlite3.connect(os.fspath(path), check_same_thread=False, isolation_level=None)
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute("PRAGMA synchronous=NORMAL")
-            db.execute(_SCHEMA)
-            columns = {row[1] for row in db.execute("PRAGMA table_info(jobs)")}
-            if "job" not in columns:
-                db.execute(_ADD_JOB_COLUMN)
+            try:
+                db.execute("PRAGMA journal_mode=WAL")
+                db.execute("PRAGMA synchronous=NORMAL")
+                db.execute(_SCHEMA)
+                columns = {row[1] for row in db.execute("PRAGMA table_info(jobs)")}
+                if "job" not in columns:
+                    db.execute(_ADD_JOB_COLUMN)
+            except BaseException:
+                db.close()
+                raise
             return db
 
-        return cls(await anyio.to_thread.run_sync(connect))
+        try:
+            return cls(await anyio.to_thread.run_sync(connect), os.fspath(path))
+        except _FILE_SYSTEM_ERRORS as exc:
+            # A file that is not SQLite is a DatabaseError, not one of these: the
+            # caller's input, not the disk (ValidationError in a batch).
+            raise output_error(exc, path, "open the journal") from exc
 
     async def close(self) -> None:
         """Close the connection; every recorded row is already committed."""
@@ -175,7 +190,10 @@ class SQLiteJournal:
             return self._db.execute(sql, params).fetchall()
 
         with anyio.CancelScope(shield=True):  # a row half-decided by a cancel is a lost id
-            rows = await anyio.to_thread.run_sync(execute, limiter=self._lock)
+            try:
+                rows = await anyio.to_thread.run_sync(execute, limiter=self._lock)
+            except _FILE_SYSTEM_ERRORS as exc:  # a full or read-only disk, a vanished file
+                raise output_error(exc, self._path, "write the journal") from exc
         return rows
 
     async def get(self, index: int) -> JournalEntry | None:

@@ -167,7 +167,7 @@ def test_point_7_cli_batch_into_a_file_says_so_in_one_line(
     blocker = tmp_path / "videos"
     blocker.write_text("a file")
     argv = ["batch", str(prompts_file), "--simulate", "--output-dir", str(blocker)]
-    assert main(argv) == 1
+    assert main(argv) == 2  # OutputError: the exit code the --help epilog documents
     err = capsys.readouterr().err
     assert "Traceback" not in err
     [line] = [line for line in err.splitlines() if "error" in line]

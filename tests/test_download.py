@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import errno
 import gzip
 import random
+import re
 import shutil
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+import subprocess
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from pathlib import Path
 
 import anyio
@@ -17,7 +21,17 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 from multidict import CIMultiDictProxy
 
-from asyncvideo import Client, Job, JobState, ManualClock, RetryPolicy, errors
+from asyncvideo import (
+    Client,
+    Job,
+    JobState,
+    ManualClock,
+    RetryPolicy,
+    SQLiteJournal,
+    Timeouts,
+    VideoRequest,
+    errors,
+)
 from asyncvideo._download import looks_like_mp4, mp4_boxes_end, safe_filename
 from asyncvideo.testing import FakeGateway, make_mp4
 
@@ -425,16 +439,17 @@ async def test_a_header_split_across_reads_is_still_an_mp4(
 
 
 async def test_tiny_bodies(start_cdn: StartCdn, tmp_path: Path) -> None:
-    bodies = iter([b"\0\0\0\x08ftyp", b"\0\0\0\x08fty", b"\0" * 4096])
+    smallest = b"\0\0\0\x08ftyp\0\0\0\x08moov"
+    bodies = iter([smallest, b"\0\0\0\x08fty", b"\0" * 4096])
 
     async def handler(request: web.Request) -> web.StreamResponse:
         return video(next(bodies))
 
     cdn = await start_cdn(handler)
     async with cdn_client(cdn, ManualClock()) as client:
-        # One empty ftyp box is the shortest body that passes for a video.
+        # An empty ftyp box and an empty moov box: the shortest body that passes for a video.
         path = await client.download(cdn_job(cdn), tmp_path / "v.mp4")
-        assert path.read_bytes() == b"\0\0\0\x08ftyp"
+        assert path.read_bytes() == smallest
         with pytest.raises(
             errors.IntegrityError, match=r"^the downloaded body is 7 bytes"
         ) as seven:
@@ -610,6 +625,7 @@ def boxes_end(data: bytes) -> int:
 def test_where_the_boxes_say_a_file_ends() -> None:
     ftyp = box(b"ftyp", b"isom\0\0\0\0")
     assert boxes_end(VIDEO) == len(VIDEO)
+    assert boxes_end(VIDEO[:-1]) == len(VIDEO)
     # mdat with size 0 runs to the end of the file, however long that is
     assert boxes_end(ftyp + box(b"mdat", b"x" * 100, size=0)) == len(ftyp) + 108
     # a 64-bit size follows the type when the 32-bit size is 1; 16 is its smallest
@@ -643,7 +659,8 @@ async def test_a_file_whose_last_box_runs_to_its_end_is_checked_by_length(
     start_cdn: StartCdn, tmp_path: Path
 ) -> None:
     # The boxes cannot tell this file is cut short; the announced length can.
-    whole = VIDEO[:32] + box(b"mdat", VIDEO[40:], size=0)
+    mdat = VIDEO.index(b"mdat") - 4
+    whole = VIDEO[:mdat] + box(b"mdat", VIDEO[mdat + 8 :], size=0)
 
     async def handler(request: web.Request) -> web.StreamResponse:
         start = int(request.headers.get("Range", "bytes=0-").removeprefix("bytes=").rstrip("-"))
@@ -669,11 +686,12 @@ async def test_a_range_cut_short_on_the_last_attempt_says_how_short(
         return video(VIDEO[10_000:20_000], status=206, headers={"Content-Range": span})
 
     cdn = await start_cdn(handler)
-    async with cdn_client(cdn, ManualClock(), RecordedBackoff(max_attempts=2)) as client:
+    # The first cut kept bytes for a resume (progress, not counted); then range, cut, range.
+    async with cdn_client(cdn, ManualClock(), RecordedBackoff(max_attempts=3)) as client:
         with pytest.raises(errors.DownloadError) as caught:
             await client.download(cdn_job(cdn), tmp_path / "v.mp4")
     assert str(caught.value) == (
-        "download failed after 2 attempts: connection ended after 20000 of 30000 bytes"
+        "download failed after 3 attempts: connection ended after 20000 of 30000 bytes"
     )
     assert isinstance(caught.value.__cause__, errors.TransportError)
     assert caught.value.__cause__.task_id == "t1"
@@ -694,11 +712,12 @@ async def test_a_range_answer_that_never_fits_fails_saying_why(
         return video(VIDEO[5_000:], status=206, headers=headers)
 
     cdn = await start_cdn(handler)
-    async with cdn_client(cdn, ManualClock()) as client:
+    # The first cut kept bytes for a resume (progress, not counted); then range, cut, range.
+    async with cdn_client(cdn, ManualClock(), RecordedBackoff(max_attempts=3)) as client:
         with pytest.raises(errors.DownloadError) as caught:
             await client.download(cdn_job(cdn), tmp_path / "v.mp4")
     assert str(caught.value) == (
-        "download failed after 4 attempts: the server answered with a range that does not "
+        "download failed after 3 attempts: the server answered with a range that does not "
         f"continue the file ({shown})"
     )
     assert isinstance(caught.value.__cause__, errors.TransportError)
@@ -740,3 +759,277 @@ async def test_a_folder_removed_between_attempts_never_yields_a_patched_file(
             assert not folder.exists() or list(folder.iterdir()) == []
         else:
             assert path.read_bytes() == VIDEO
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        box(b"ftyp", b"isom\0\0\0\0") + box(b"mdat", b"x" * 5_000),
+        VIDEO[: VIDEO.index(b"moov") - 4] + VIDEO[VIDEO.index(b"mdat") - 4 :],
+    ],
+    ids=["ftyp-mdat", "ftyp-free-mdat"],
+)
+async def test_point_4_a_body_without_moov_is_an_integrity_error(
+    start_cdn: StartCdn, tmp_path: Path, body: bytes
+) -> None:
+    # Whole by every measure (no Content-Length to check; the box sizes add up),
+    # yet no player can open it. Cut bodies: tests/test_hostile_answers.py.
+    async def handler(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse()
+        response.content_type = "video/mp4"
+        response.enable_chunked_encoding()
+        await response.prepare(request)
+        await response.write(body)
+        await response.write_eof()
+        return response
+
+    cdn = await start_cdn(handler)
+    async with cdn_client(cdn, ManualClock()) as client:
+        with pytest.raises(errors.IntegrityError) as caught:
+            await client.download(cdn_job(cdn), tmp_path / "v.mp4")
+    assert str(caught.value) == "the downloaded body is not a playable MP4 (no moov box)"
+    assert caught.value.task_id == "t1"
+    assert len(cdn.seen) == 1  # the same bytes would come again: not retried
+    assert list(tmp_path.iterdir()) == []  # nothing under the final name, no .part
+
+
+# -- point 5: slow drips and progress ---------------------------------------------------------
+
+
+async def test_point_5_a_drip_fed_download_is_cut_by_the_minimum_rate(
+    start_cdn: StartCdn, tmp_path: Path
+) -> None:
+    clock = ManualClock()
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        start = int(request.headers.get("Range", "bytes=0-").removeprefix("bytes=").rstrip("-"))
+        status, headers = 200, {"ETag": '"v1"'}
+        if start:
+            status, headers["Content-Range"] = 206, f"bytes {start}-{len(VIDEO) - 1}/{len(VIDEO)}"
+        response = web.StreamResponse(status=status, headers=headers)
+        response.content_type = "video/mp4"
+        await response.prepare(request)
+        with contextlib.suppress(ConnectionError):
+            for offset in range(start, len(VIDEO)):
+                clock.advance(0.15)  # one byte per 0.15 s, as the injected clock tells it
+                await response.write(VIDEO[offset : offset + 1])
+                await asyncio.sleep(0)
+        return response
+
+    cdn = await start_cdn(handler)
+    policy = RecordedBackoff(min_download_rate=100.0, download_rate_window=3.0)
+    async with cdn_client(cdn, clock, policy) as client:
+        with pytest.raises(errors.DownloadError) as caught:
+            await client.download(cdn_job(cdn), tmp_path / "v.mp4")
+    assert re.match(
+        r"^download failed after 4 attempts: the download fell below 100 bytes/s \(\d+ bytes in ",
+        str(caught.value),
+    )
+    assert isinstance(caught.value.__cause__, errors.TimeoutError)
+    # Each attempt resumed further on, yet a slow attempt always counts.
+    assert len(cdn.seen) == 4
+    assert "Range" in cdn.seen[1]
+    assert calls_of(client) == [(0, None), (1, None), (2, None)]
+    assert list(tmp_path.iterdir()) == []
+
+
+async def test_point_5_a_stalled_download_fails_after_the_read_timeout(
+    start_cdn: StartCdn, tmp_path: Path
+) -> None:
+    release = anyio.Event()
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Content-Length": str(len(VIDEO))})
+        response.content_type = "video/mp4"
+        await response.prepare(request)
+        await response.write(VIDEO[:1_000])
+        await release.wait()  # then nothing at all
+        return response
+
+    cdn = await start_cdn(handler)
+    # Real time, kept small: the stall timeout is the transport's, between socket reads.
+    client = Client(
+        api_key="k",
+        base_url=cdn.url,
+        clock=ManualClock(),
+        retry_policy=RecordedBackoff(max_attempts=2),
+        timeouts=Timeouts(read=0.2),
+    )
+    try:
+        async with client:
+            with pytest.raises(errors.DownloadError) as caught:
+                await client.download(cdn_job(cdn), tmp_path / "v.mp4")
+    finally:
+        release.set()
+    assert str(caught.value).startswith("download failed after 2 attempts: ")
+    assert isinstance(caught.value.__cause__, errors.TimeoutError)
+    assert len(cdn.seen) == 2
+    assert list(tmp_path.iterdir()) == []
+
+
+async def test_point_5_a_file_cut_every_300_kb_arrives_because_each_cut_made_progress(
+    start_cdn: StartCdn, tmp_path: Path
+) -> None:
+    big = make_mp4(3_000_000, "big")
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        start = int(request.headers.get("Range", "bytes=0-").removeprefix("bytes=").rstrip("-"))
+        headers = {"ETag": '"v1"', "Content-Length": str(len(big) - start)}
+        if start:
+            headers["Content-Range"] = f"bytes {start}-{len(big) - 1}/{len(big)}"
+        response = web.StreamResponse(status=206 if start else 200, headers=headers)
+        response.content_type = "video/mp4"
+        await response.prepare(request)
+        await response.write(big[start : start + 300_000])
+        if start + 300_000 < len(big):
+            assert request.transport is not None
+            request.transport.close()
+        return response
+
+    cdn = await start_cdn(handler)
+    async with cdn_client(cdn, ManualClock()) as client:
+        path = await client.download(cdn_job(cdn), tmp_path / "v.mp4")
+    assert path.read_bytes() == big
+    assert len(cdn.seen) == 10  # far past RetryPolicy.max_attempts (4)
+    assert calls_of(client) == [(0, None)] * 9  # no cut that got further counted
+
+
+async def test_point_5_a_cut_that_gets_no_further_counts(
+    start_cdn: StartCdn, tmp_path: Path
+) -> None:
+    # Resumable, but the server always stops at the same byte: progress once, then none.
+    async def handler(request: web.Request) -> web.StreamResponse:
+        if "Range" not in request.headers:
+            return await cut_short(request, at=12_000, headers={"ETag": '"v1"'})
+        span = f"bytes 12000-{len(VIDEO) - 1}/{len(VIDEO)}"
+        return await cut_short(
+            request, at=0, body=VIDEO[12_000:], headers={"ETag": '"v1"', "Content-Range": span}
+        )
+
+    cdn = await start_cdn(handler)
+    async with cdn_client(cdn, ManualClock()) as client:
+        with pytest.raises(errors.DownloadError, match=r"^download failed after 4 attempts"):
+            await client.download(cdn_job(cdn), tmp_path / "v.mp4")
+    assert len(cdn.seen) == 5  # the first made progress; four got nowhere
+    assert calls_of(client) == [(0, None), (0, None), (1, None), (2, None)]
+
+
+# -- point 6: typed errors ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("url", "reason"),
+    [
+        ("http://127.0.0.1:99999/v.mp4", "Port out of range 0-65535"),
+        ("http://[::1/v.mp4", "Invalid IPv6 URL"),
+        ("ftp://cdn.example/v.mp4", "ftp scheme, host 'cdn.example'"),
+        ("http:///v.mp4", "http scheme, no host"),
+    ],
+)
+async def test_point_6_a_video_url_that_cannot_be_used_is_a_download_error(
+    tmp_path: Path, url: str, reason: str
+) -> None:
+    job = Job(id="t1", model="kling-v1", provider="kling", state=JobState.SUCCEEDED, video_url=url)
+    async with Client(api_key="k", base_url="http://127.0.0.1:9/", clock=ManualClock()) as client:
+        with pytest.raises(errors.DownloadError) as caught:
+            await client.download(job, tmp_path)
+    assert type(caught.value) is errors.DownloadError
+    assert str(caught.value) == f"the video URL cannot be used: {reason}"
+    assert caught.value.task_id == "t1"
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("where", ["folder is a file", "parent is a file"])
+async def test_point_6_a_folder_that_is_a_file_is_an_output_error(
+    start_cdn: StartCdn, tmp_path: Path, where: str
+) -> None:
+    async def handler(request: web.Request) -> web.StreamResponse:
+        return video()
+
+    (tmp_path / "file").write_text("not a folder")
+    dest = tmp_path / "file" / ("v.mp4" if where == "folder is a file" else "sub/v.mp4")
+    cdn = await start_cdn(handler)
+    async with cdn_client(cdn, ManualClock()) as client:
+        with pytest.raises(errors.OutputError) as caught:
+            await client.download(cdn_job(cdn), dest)
+    assert caught.value.path == str(dest) + ".part"
+    assert caught.value.task_id == "t1"
+    assert isinstance(caught.value, OSError)  # code that caught OSError keeps working
+    assert str(caught.value).startswith(f"cannot open {str(dest) + '.part'!r}: ")
+    assert len(cdn.seen) == 1  # the disk is not retried
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file"]
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A real 64 KiB tmpfs, where the test may mount one (root on Linux); else skipped."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(disk)],
+        capture_output=True,
+        check=False,
+    )
+    if mounted.returncode:
+        pytest.skip(f"cannot mount a small tmpfs here (needs root): {mounted.stderr.decode()}")
+    try:
+        yield disk
+    finally:
+        subprocess.run(["umount", "-l", str(disk)], check=False)
+
+
+async def test_point_6_a_full_disk_is_an_output_error_with_the_path(
+    start_cdn: StartCdn, small_disk: Path
+) -> None:
+    big = make_mp4(256 * 1024, "full")
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        return video(big)
+
+    cdn = await start_cdn(handler)
+    dest = small_disk / "v.mp4"
+    async with cdn_client(cdn, ManualClock()) as client:
+        with pytest.raises(errors.OutputError) as caught:
+            await client.download(cdn_job(cdn), dest)
+    assert caught.value.errno == errno.ENOSPC
+    assert caught.value.path == str(dest) + ".part"
+    assert str(caught.value) == f"cannot write {str(dest) + '.part'!r}: No space left on device"
+    assert caught.value.task_id == "t1"
+    assert list(small_disk.iterdir()) == []  # the .part is gone, the disk is free again
+
+
+async def test_point_6_a_read_only_disk_is_an_output_error_with_the_path(
+    start_cdn: StartCdn, small_disk: Path
+) -> None:
+    async def handler(request: web.Request) -> web.StreamResponse:
+        return video()
+
+    await anyio.run_process(["mount", "-o", "remount,ro", str(small_disk)])
+    cdn = await start_cdn(handler)
+    dest = small_disk / "v.mp4"
+    async with cdn_client(cdn, ManualClock()) as client:
+        with pytest.raises(errors.OutputError) as caught:
+            await client.download(cdn_job(cdn), dest)
+    assert caught.value.errno == errno.EROFS
+    assert caught.value.path == str(dest) + ".part"
+    assert "Read-only file system" in str(caught.value)
+
+
+async def test_point_6_a_journal_on_a_full_disk_is_an_output_error_with_its_path(
+    small_disk: Path,
+) -> None:
+    path = small_disk / "journal.sqlite"
+    journal = await SQLiteJournal.open(path)
+    try:
+        request = VideoRequest(prompt="x" * 20_000, model="kling-v1")
+
+        async def fill_the_disk() -> None:
+            for index in range(1_000):
+                await journal.record_intent(index, request, f"key-{index}" * 1_000)
+
+        with pytest.raises(errors.OutputError) as caught:
+            await fill_the_disk()
+        assert caught.value.path == str(path)
+        assert str(caught.value).startswith(f"cannot write the journal {str(path)!r}: ")
+    finally:
+        await journal.close()

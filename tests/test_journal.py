@@ -160,16 +160,28 @@ async def test_the_journal_keeps_the_job_snapshot_and_reads_old_journals(tmp_pat
         await journal.close()
 
 
-@pytest.mark.parametrize("kind", ["a folder", "not sqlite"])
+@pytest.mark.parametrize(
+    ("kind", "error"),
+    [
+        ("a folder", errors.OutputError),  # the file system refuses: OutputError, with the path
+        ("under a file", errors.OutputError),
+        ("not sqlite", errors.ValidationError),  # the user's input is wrong
+    ],
+)
 async def test_a_journal_that_cannot_be_opened_stops_the_batch_before_any_create(
-    slow_gateway: FakeGateway, tmp_path: Path, kind: str
+    slow_gateway: FakeGateway, tmp_path: Path, kind: str, error: type[Exception]
 ) -> None:
     journal_path = tmp_path / "journal.sqlite"
     if kind == "a folder":
         journal_path.mkdir()
+    elif kind == "under a file":
+        (tmp_path / "file").write_text("x")
+        journal_path = tmp_path / "file" / "journal.sqlite"
     else:
         journal_path.write_bytes(b"this is not a database" * 100)
     async with scaled_client(slow_gateway) as client:
-        with anyio.fail_after(10), pytest.raises(errors.ValidationError, match="journal"):
+        with anyio.fail_after(10), pytest.raises(error, match="journal") as caught:
             await run(client, prompts(3), tmp_path / "out", journal_path)
+    if isinstance(caught.value, errors.OutputError):
+        assert caught.value.path == str(journal_path)
     assert slow_gateway.stats.create_requests == 0

@@ -32,7 +32,10 @@ class Timeouts:
 
     Args:
         connect: to open a connection (a create that times out here was never sent).
-        read: between bytes of an answer; a stalled download fails after this.
+        read: between bytes of an answer: the download stall timeout (a
+            download that receives nothing for this long fails with
+            :class:`~asyncvideo.errors.TimeoutError` and is retried, counted).
+            A slow drip is cut by ``RetryPolicy.min_download_rate``.
         request: the whole of one JSON request/answer (not downloads).
     """
 

@@ -16,8 +16,9 @@ Every verb that talks to a gateway takes ``--simulate`` (an in-process
 FakeGateway on a random loopback port), or ``--base-url``/``--gateway``. The API
 key comes only from ``$ASYNCVIDEO_API_KEY``: a flag would leave it in shell history.
 
-Exit codes: 0 all succeeded, 1 something failed, 2 usage or configuration error,
-130 interrupted.
+Exit codes: 0 all succeeded, 1 something failed, 2 usage, configuration or
+output-location error (``OutputError``), 130 interrupted (``EXIT_CODES_HELP``, shown
+by ``--help``). Every error is one line on stderr, never a traceback.
 
 One module per concern: ``_parser`` (the command line), ``_output`` (stdout,
 stderr, rich), ``_progress`` (a batch on screen), ``_common`` (exit codes,
@@ -88,6 +89,11 @@ def _run(verb: _Verb, args: argparse.Namespace, out: Output) -> int:
         for note in getattr(exc, "__notes__", ()):
             out.note(note)
         return EXIT_USAGE if isinstance(exc, USAGE_ERRORS) else EXIT_FAILED
+    except OSError as exc:
+        # The SDK's own file-system failures are OutputError; this is the CLI's own
+        # reading and writing (a prompt file, stdout), still one line, not a traceback.
+        out.error(describe(exc))
+        return EXIT_FAILED
     except KeyboardInterrupt:
         out.note("interrupted")
         return EXIT_INTERRUPTED

@@ -9,7 +9,13 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from .. import Client, Limits, PollPolicy, RetryPolicy
-from ..errors import AsyncVideoError, AuthenticationError, ConfigurationError, ValidationError
+from ..errors import (
+    AsyncVideoError,
+    AuthenticationError,
+    ConfigurationError,
+    OutputError,
+    ValidationError,
+)
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -24,6 +30,15 @@ USAGE_ERRORS: tuple[type[AsyncVideoError], ...] = (
     ConfigurationError,
     ValidationError,
     AuthenticationError,
+    OutputError,
+)
+
+#: What ``asyncvideo --help`` and the README say about exit codes.
+EXIT_CODES_HELP = (
+    "Exit codes: 0 everything succeeded; 1 a job, a download or the gateway failed; "
+    "2 usage or environment: bad arguments, no or a rejected API key, an output folder "
+    "or journal the file system refuses (not a folder, read-only, full); 130 interrupted. "
+    "Errors are one line on stderr, never a traceback."
 )
 
 

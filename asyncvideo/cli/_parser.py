@@ -9,7 +9,7 @@ import attrs
 
 from .. import GATEWAYS, VideoRequest, __version__
 from ..errors import ValidationError
-from ._common import SIMULATE_TIME_SCALE
+from ._common import EXIT_CODES_HELP, SIMULATE_TIME_SCALE
 
 __all__ = ["build_parser"]
 
@@ -84,7 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Generate AI videos through an asynchronous video-generation gateway.",
         epilog=(
             "The API key is read from ASYNCVIDEO_API_KEY and the gateway from "
-            "ASYNCVIDEO_BASE_URL; try any verb with --simulate first."
+            "ASYNCVIDEO_BASE_URL; try any verb with --simulate first. " + EXIT_CODES_HELP
         ),
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")

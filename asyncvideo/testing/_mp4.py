@@ -1,7 +1,8 @@
 """Deterministic, structurally valid MP4 bytes, cheap at any size.
 
-A served video is ``head + body``: the head (an ``ftyp`` box and a ``free`` box
-holding a digest of the seed) differs per task, the body (the ``mdat`` box) is
+A served video is ``head + body``: the head (an ``ftyp`` box, a ``free`` box
+holding a digest of the seed and a minimal ``moov`` box, which every MP4 needs and
+the SDK checks for) differs per task, the body (the ``mdat`` box) is
 built once per size and shared, so 10,000 tasks or a 32 MB file cost one
 allocation, not one per task.
 """
@@ -20,7 +21,24 @@ __all__ = ["MIN_MP4_SIZE", "VideoFile", "make_mp4", "video_file"]
 # ftyp: size 0x20, major brand isom, minor version 0x200, four compatible brands.
 _FTYP = (0x20).to_bytes(4, "big") + b"ftypisom" + (0x200).to_bytes(4, "big") + b"isomiso2avc1mp41"
 _FREE_HEADER = (8 + 32).to_bytes(4, "big") + b"free"
-_HEAD_SIZE = len(_FTYP) + len(_FREE_HEADER) + 32
+# mvhd, version 0: no dates, timescale 1000, duration 0, rate 1.0, volume 1.0, the
+# identity matrix, next track id 1. Well formed, not playable (no trak).
+_MATRIX = b"".join(n.to_bytes(4, "big") for n in (0x10000, 0, 0, 0, 0x10000, 0, 0, 0, 0x40000000))
+_MVHD_PAYLOAD = (
+    bytes(4)  # version, flags
+    + bytes(8)  # creation, modification time
+    + (1000).to_bytes(4, "big")
+    + bytes(4)  # duration
+    + (0x10000).to_bytes(4, "big")
+    + (0x100).to_bytes(2, "big")
+    + bytes(10)  # reserved
+    + _MATRIX
+    + bytes(24)  # pre_defined
+    + (1).to_bytes(4, "big")
+)
+_MVHD = (8 + len(_MVHD_PAYLOAD)).to_bytes(4, "big") + b"mvhd" + _MVHD_PAYLOAD
+_MOOV = (8 + len(_MVHD)).to_bytes(4, "big") + b"moov" + _MVHD
+_HEAD_SIZE = len(_FTYP) + len(_FREE_HEADER) + 32 + len(_MOOV)
 _MDAT_HEADER = 8
 MIN_MP4_SIZE = _HEAD_SIZE + _MDAT_HEADER
 _BLOCK = random.Random(0x6D646174).randbytes(64 * 1024)
@@ -75,17 +93,17 @@ def video_file(size: int, seed: bytes | str = b"") -> VideoFile:
         raise ValueError(f"an MP4 needs at least {MIN_MP4_SIZE} bytes, got {size}")
     digest = hashlib.sha256(_seed_bytes(seed)).digest()
     return VideoFile(
-        head=_FTYP + _FREE_HEADER + digest,
+        head=_FTYP + _FREE_HEADER + digest + _MOOV,
         body=_body(size),
         etag=f'"{digest[:8].hex()}-{size:x}"',
     )
 
 
 def make_mp4(size: int, seed: bytes | str = b"") -> bytes:
-    """Deterministic MP4 bytes: ``ftyp`` + ``free`` + ``mdat`` boxes, ``size`` long.
+    """Deterministic MP4 bytes: ``ftyp`` + ``free`` + ``moov`` + ``mdat`` boxes, ``size`` long.
 
     Args:
-        size: total length in bytes (at least ``MIN_MP4_SIZE``, 80).
+        size: total length in bytes (at least ``MIN_MP4_SIZE``, 196).
         seed: varies the bytes; the same seed and size give the same bytes.
 
     Example:

@@ -91,8 +91,11 @@ def test_make_mp4_is_a_valid_box_sequence() -> None:
         boxes.append((data[offset + 4 : offset + 8], size))
         offset += size
     assert offset == len(data)
-    assert [name for name, _ in boxes] == [b"ftyp", b"free", b"mdat"]
+    assert [name for name, _ in boxes] == [b"ftyp", b"free", b"moov", b"mdat"]
     assert data[8:12] == b"isom"
+    moov = data.index(b"moov") - 4
+    assert data[moov + 12 : moov + 16] == b"mvhd"  # a well-formed box inside
+    assert int.from_bytes(data[moov + 8 : moov + 12], "big") == boxes[2][1] - 8
     assert make_mp4(4096, seed="video_1") == data
     assert make_mp4(4096, seed="video_2") != data
     with pytest.raises(ValueError, match="at least"):

@@ -78,8 +78,9 @@ def parse_state(word: object) -> JobState | None:
     """Map a native status word to a :class:`JobState`; ``None`` if it is not known.
 
     An unknown word is logged once per process (not per poll) so a new gateway
-    status shows up in logs without flooding them: at most 256 distinct words,
-    each cut to 64 characters and shown escaped (``%r``), so a hostile word can
+    status shows up in logs without flooding them. At most 256 distinct words
+    are remembered (then they are forgotten and counting starts again), each
+    cut to 64 characters and shown escaped (``%r``), so a hostile word can
     neither grow memory nor forge a log line.
     """
     if not isinstance(word, str):
@@ -92,14 +93,13 @@ def parse_state(word: object) -> JobState | None:
 
 
 def _note_unknown(key: str, shown: str) -> None:
-    if key in _unknown_words_logged or len(_unknown_words_logged) > _MAX_UNKNOWN_WORDS:
+    if key in _unknown_words_logged:
         return
+    if len(_unknown_words_logged) >= _MAX_UNKNOWN_WORDS:
+        # A gateway inventing words must not grow memory; forgetting the old ones
+        # means a word may be logged again after 256 others, never once per poll.
+        _unknown_words_logged.clear()
     _unknown_words_logged.add(key)
-    if len(_unknown_words_logged) > _MAX_UNKNOWN_WORDS:
-        logger.warning(
-            "more than %d unknown job statuses; no longer logging new ones", _MAX_UNKNOWN_WORDS
-        )
-        return
     logger.warning("unknown job status %r; keeping the last known state", shown)
 
 

@@ -65,7 +65,7 @@ async def run(jobs: int) -> Json:
         rate_limit=400.0,
         retry_after="seconds",
         drop_download_after=100 * 1024,
-        drop_downloads=jobs // 8,
+        drop_download_rate=0.125,
         content_encoding="gzip",
         content_lag=40.0 * SCALE,
         cdn_chunk_delay=0.002,

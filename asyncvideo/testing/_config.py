@@ -86,6 +86,9 @@ class GatewayConfig:
         error_rate_5xx: fraction of API requests answered 500, 502 or 503.
         drop_download_after: cut downloads after this many body bytes.
         drop_downloads: how many downloads to cut; ``None`` = all of them.
+        drop_download_rate: the chance that a download (within that budget) is
+            cut, drawn from ``seed``: faults spread over many files instead of
+            landing on the first ones.
         drop_stall: real seconds a cut download stalls before the connection
             closes, so the client can read what was sent before the error.
         html_errors: error bodies are HTML (a proxy in the way), not JSON.
@@ -147,6 +150,7 @@ class GatewayConfig:
     error_rate_5xx: float = attrs.field(default=0.0, validator=_fraction)
     drop_download_after: int | None = attrs.field(default=None, validator=v.optional(v.ge(0)))
     drop_downloads: int | None = attrs.field(default=None, validator=v.optional(v.ge(0)))
+    drop_download_rate: float = attrs.field(default=1.0, validator=_fraction)
     drop_stall: float = attrs.field(default=0.05, validator=v.ge(0.0))
     html_errors: bool = False
     video_bytes: int = attrs.field(default=64 * 1024, validator=v.ge(MIN_MP4_SIZE))

@@ -874,6 +874,9 @@ class FakeGateway:
     ) -> web.StreamResponse:
         config = self._config
         drop_after = config.drop_download_after
+        rate = config.drop_download_rate
+        if drop_after is not None and rate < 1.0 and self._rng.random() >= rate:
+            drop_after = None
         if drop_after is not None and not self._drops.consume():
             drop_after = None
         return await stream_video(

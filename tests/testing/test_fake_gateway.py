@@ -847,3 +847,23 @@ async def test_litellm_profile_ids_gzip_and_errors(http: aiohttp.ClientSession) 
         status, missing = await _get(http, f"{gw.url}/v1/videos/{unknown}")
         assert (status, missing["error"]["code"]) == (404, "404")
         assert '\\"message\\": \\"Task not found\\"' in json.dumps(missing["error"]["message"])
+
+
+async def test_a_drop_rate_cuts_about_that_share_of_downloads(http: aiohttp.ClientSession) -> None:
+    clock = ManualClock()
+    async with FakeGateway(
+        api_key=KEY, clock=clock, durations=1.0, drop_download_after=100, drop_download_rate=0.25
+    ) as gw:
+        _, created = await _post(http, f"{gw.url}/v1/videos", data=_form(prompt="p"))
+        clock.advance(5)
+        content = f"{gw.url}/v1/videos/{created['id']}/content"
+        whole = 0
+        for _ in range(200):
+            async with http.get(content, headers=AUTH) as response:
+                try:
+                    await response.read()
+                    whole += 1
+                except aiohttp.ClientPayloadError:
+                    pass
+        assert 120 <= whole <= 180  # about three in four arrive whole
+        assert gw.stats.dropped_connections == 200 - whole

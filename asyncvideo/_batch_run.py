@@ -28,7 +28,7 @@ import attrs
 from anyio.streams.memory import MemoryObjectSendStream
 
 from ._destination import check_output_dir
-from ._download import safe_filename
+from ._download import is_complete_mp4, safe_filename
 from ._events import (
     DownloadedEvent,
     Event,
@@ -110,13 +110,8 @@ def _coerce(item: object) -> VideoRequest:
 
 
 async def _is_complete_video(path: str) -> bool:
-    """A file a previous run finished: present and starting with an MP4 header."""
-    try:
-        async with await anyio.open_file(path, "rb") as handle:
-            head = await handle.read(8)
-    except OSError:
-        return False
-    return head[4:8] == b"ftyp"
+    """A file a previous run finished: verified as a download is (boxes add up, moov)."""
+    return await anyio.to_thread.run_sync(is_complete_mp4, path)
 
 
 def _job_from(entry: JournalEntry) -> Job:

@@ -153,6 +153,17 @@ def _walk_boxes(read_at: Callable[[int, int], bytes], size: int) -> tuple[int, s
     raise IntegrityError(f"more than {_MAX_TOP_LEVEL_BOXES} top-level MP4 boxes")
 
 
+def is_complete_mp4(path: str | os.PathLike[str]) -> bool:
+    """Whether ``path`` holds a whole MP4 (boxes add up, ``moov`` present): blocking I/O."""
+    try:
+        with open(path, "rb") as handle:
+            size = os.fstat(handle.fileno()).st_size
+            end, kinds = _walk_boxes(functools.partial(os.pread, handle.fileno()), size)
+    except (OSError, IntegrityError):
+        return False
+    return end == size and b"ftyp" in kinds and b"moov" in kinds
+
+
 def _finish(handle: BinaryIO, part: Path, dest: Path, task_id: str | None) -> None:
     try:
         handle.flush()

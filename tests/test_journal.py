@@ -185,3 +185,20 @@ async def test_a_journal_that_cannot_be_opened_stops_the_batch_before_any_create
     if isinstance(caught.value, errors.OutputError):
         assert caught.value.path == str(journal_path)
     assert slow_gateway.stats.create_requests == 0
+
+
+async def test_point_4_a_rerun_fetches_again_a_finished_file_that_was_cut_on_disk(
+    slow_gateway: FakeGateway, tmp_path: Path
+) -> None:
+    journal_path = tmp_path / "journal.sqlite"
+    async with scaled_client(slow_gateway) as client:
+        first = await run(client, prompts(2), tmp_path, journal_path)
+        damaged = next(o.path for o in first if o.index == 0)
+        assert damaged is not None
+        whole = damaged.read_bytes()
+        damaged.write_bytes(whole[: len(whole) // 2])  # starts like an MP4, is not one
+        cdn_before = slow_gateway.stats.requests["cdn"]
+        again = await run(client, prompts(2), tmp_path, journal_path)
+    assert all(o.ok for o in again)
+    assert slow_gateway.stats.requests["cdn"] - cdn_before == 1  # only the damaged one
+    assert damaged.read_bytes() == whole

@@ -4,7 +4,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from asyncvideo import JobState
+from asyncvideo import JobState, _states
 from asyncvideo._states import VOCABULARY, advance_state, parse_state
 
 DESIGN_TABLE = {
@@ -34,7 +34,11 @@ def test_any_casing_maps(word: str, upper: list[bool]) -> None:
     assert parse_state(cased) is VOCABULARY[word]
 
 
-def test_unknown_word_is_not_terminal_and_logged_once(caplog: pytest.LogCaptureFixture) -> None:
+def test_unknown_word_is_not_terminal_and_logged_once(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The memory of logged words lives for the process: start from an empty one.
+    monkeypatch.setattr(_states, "_unknown_words_logged", set())
     with caplog.at_level("WARNING", logger="asyncvideo"):
         assert parse_state("warming_up_the_gpus") is None
         assert parse_state("warming_up_the_gpus") is None

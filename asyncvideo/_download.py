@@ -45,6 +45,7 @@ import attrs
 
 from ._clock import Clock
 from ._fs import output_error
+from ._logtext import printable
 from ._models import Job
 from ._states import JobState
 from ._transport import GatewayConnection, HTTPResponse
@@ -458,7 +459,9 @@ async def download_job(
             if exc.status not in (403, 404, 410):
                 raise
             logger.info(
-                "video URL of %s refused (%s); trying the content endpoint", job.id, exc.status
+                "video URL of %s refused (%s); trying the content endpoint",
+                printable(job.id),
+                exc.status,
             )
     return await download_to_file(
         connection,

@@ -96,6 +96,11 @@ async def check_output(dest: str | os.PathLike[str], *, min_free: int = MIN_FREE
         >>> await check_output("videos/")  # doctest: +SKIP
         PosixPath('videos')
     """
-    folder_named = await anyio.to_thread.run_sync(names_folder, dest)
-    folder = Path(dest) if folder_named else Path(dest).parent
-    return await check_output_dir(folder, min_free=min_free)
+    return await anyio.to_thread.run_sync(_prepare_destination, dest, min_free)
+
+
+def _prepare_destination(dest: str | os.PathLike[str], min_free: int) -> Path:
+    # One thread hop for the whole check: whether dest names a folder is a stat too.
+    folder = Path(dest) if names_folder(dest) else Path(dest).parent
+    _prepare_folder(folder, min_free)
+    return folder

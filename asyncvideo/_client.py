@@ -24,6 +24,7 @@ from ._destination import check_output, names_folder
 from ._download import download_job, safe_filename
 from ._events import EventHandler
 from ._images import load_image
+from ._jobref import looks_like_ref, read_ref
 from ._logtext import printable
 from ._models import Job, Limits, VideoRequest, VideoRequestFields
 from ._poller import Poller, PollUpdate
@@ -317,17 +318,42 @@ class Client:
             )
         return provider.parse(payload, model=job.model, task_id=job.id, previous=job)
 
-    async def get(self, task_id: str, *, model: str, provider: str | None = None) -> Job:
-        """Re-attach to an existing task by id (after a restart, or from a webhook).
+    async def get(
+        self, task_id: str, *, model: str | None = None, provider: str | None = None
+    ) -> Job:
+        """Re-attach to an existing task (after a restart, or from a webhook).
 
         Args:
-            task_id: the id the gateway gave at submit.
-            model: the model it was submitted with (it decides the endpoint).
+            task_id: a ``job.ref``, or the id the gateway gave at submit.
+            model: the model it was submitted with (it decides the endpoint);
+                not needed, and not allowed, with a ``job.ref``.
             provider: force a provider instead of routing by model.
+
+        Example:
+            >>> job = await client.get(job.ref)  # doctest: +SKIP
+            >>> job = await client.get("task_123", model="kling-v1")  # doctest: +SKIP
         """
         if not task_id:
             raise ValidationError("task_id must be non-empty", field="task_id")
-        adapter = self._router.provider_for(model, provider)
+        if looks_like_ref(task_id):
+            if model is not None or provider is not None:
+                raise ValidationError(
+                    "a job.ref already names the model and provider: pass it alone",
+                    field="model" if model is not None else "provider",
+                )
+            ref = read_ref(task_id)
+            adapter = PROVIDERS.get(ref.provider)
+            if adapter is None or adapter.wire != ref.wire:
+                raise ValidationError(
+                    "job reference names a provider this SDK does not know", field="ref"
+                )
+            task_id, model = ref.task_id, ref.model
+        elif model is None:
+            raise ValidationError(
+                "pass model= with a task id (or pass the job's ref instead)", field="model"
+            )
+        else:
+            adapter = self._router.provider_for(model, provider)
         placeholder = Job(id=task_id, model=model, provider=adapter.name, state=JobState.QUEUED)
         async with self._slot("poll"):
             payload = await self._connection.request_json(

@@ -223,6 +223,20 @@ class Job(JSONForm):
     raw: Mapping[str, object] = attrs.field(factory=dict, repr=False, eq=False)
 
     @property
+    def ref(self) -> str:
+        """One opaque, URL-safe string that re-attaches to this task: ``client.get(job.ref)``.
+
+        It carries the provider, model, task id and wire format, so an app stores
+        nothing else. It is not a secret: the gateway's key decides who may read the task.
+        """
+        from ._jobref import make_ref
+        from .providers import PROVIDERS
+
+        adapter = PROVIDERS.get(self.provider)
+        wire = adapter.wire if adapter is not None else "unknown"
+        return make_ref(self.provider, self.model, self.id, wire)
+
+    @property
     def is_terminal(self) -> bool:
         """True once the job has succeeded, failed or been cancelled."""
         return self.state.is_terminal

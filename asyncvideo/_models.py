@@ -104,7 +104,9 @@ class VideoRequest(JSONForm):
         negative_prompt: what to avoid (Kling, Wan).
         image: first frame / reference image: URL, path or bytes.
         last_frame: last frame for keyframe models: URL, path or bytes.
-        watermark, prompt_extend, audio: Wan switches (``audio`` for wan2.5 only).
+        watermark: Wan switch: a watermark on the clip.
+        prompt_extend: Wan switch: let the gateway rewrite the prompt.
+        audio: Wan switch: generate sound (wan2.5 only).
         callback_url: a webhook the gateway calls when the task ends.
         extra: provider-specific fields, merged into ``metadata`` as given.
         provider: force a provider instead of routing by model name.

@@ -57,8 +57,11 @@ class GatewayConfig:
     for a day of clock time, as on real gateways).
 
     Args:
-        host, port, cdn_port: where to listen (0 = a free port).
-        api_key, extra_api_keys: the Bearer tokens accepted; any other is a 401.
+        host: the address to listen on.
+        port: the gateway's port (0 = a free port).
+        cdn_port: the CDN origin's port (0 = a free port).
+        api_key: the Bearer token accepted; any other is a 401.
+        extra_api_keys: further Bearer tokens accepted.
         time_scale: factor applied to simulated durations.
         clock: source of all time (job progress, timestamps, rate windows).
         durations: simulated seconds per job: a number, a ``(low, high)``

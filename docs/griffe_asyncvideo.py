@@ -12,8 +12,9 @@ site: they say ``Example:`` (STYLE.md), which griffe's Google parser knows only
 as ``Examples:`` (the section that renders ``>>>`` lines as code), and they
 name things with Sphinx roles (``:class:`~asyncvideo.Job```), which Markdown
 would print as they are. Both are rewritten in the loaded text, never in the
-code: the heading is renamed and a role becomes inline code of the name it
-shows (``Job``; the last part after a ``~``).
+code: the heading is renamed, a role becomes inline code of the name it
+shows (``Job``; the last part after a ``~``), and the ``::`` that opens an
+reST literal block becomes ``:`` (the indented block is code in Markdown too).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import griffe
 
 _ATTRS_DECORATORS = {"frozen", "define", "mutable", "s", "attrs"}
 _EXAMPLE_HEADING = re.compile(r"^(\s*)Example:\s*$", re.MULTILINE)
+_LITERAL_BLOCK_MARKER = re.compile(r"(\S)::$", re.MULTILINE)
 _SPHINX_ROLE = re.compile(r":(?:class|func|meth|attr|data|mod|exc|obj):`(~?)([^`]+)`")
 
 
@@ -124,6 +126,7 @@ def _role_as_code(match: re.Match[str]) -> str:
 def _as_markdown(obj: griffe.Object) -> None:
     if obj.docstring is not None:
         text = _EXAMPLE_HEADING.sub(r"\1Examples:", obj.docstring.value)
+        text = _LITERAL_BLOCK_MARKER.sub(r"\1:", text)
         obj.docstring.value = _SPHINX_ROLE.sub(_role_as_code, text)
 
 

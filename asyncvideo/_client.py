@@ -22,7 +22,14 @@ from ._client_backend import ClientBackend
 from ._clock import Clock, SystemClock
 from ._destination import check_output, names_folder
 from ._download import download_job, safe_filename
-from ._events import EventHandler
+from ._events import (
+    DownloadedEvent,
+    EventHandler,
+    FailedEvent,
+    SubmittedEvent,
+    change_event,
+    emit_event,
+)
 from ._images import load_image
 from ._jobref import looks_like_ref, read_ref
 from ._logtext import printable
@@ -45,6 +52,7 @@ from .errors import (
     ConfigurationError,
     CreateOutcomeUnknown,
     JobFailedError,
+    JobTimeoutError,
     ProtocolError,
     ValidationError,
 )
@@ -367,6 +375,7 @@ class Client:
         *,
         timeout: float | None = None,
         poll_policy: PollPolicy | None = None,
+        on_event: EventHandler | None = None,
     ) -> Job:
         """Poll until the job is terminal and return it (succeeded, failed or cancelled).
 
@@ -378,6 +387,12 @@ class Client:
             job: a snapshot from ``submit``, ``get`` or ``refresh``.
             timeout: seconds to wait (default: the poll policy's deadline).
             poll_policy: overrides the client's schedule for this wait.
+            on_event: called (sync or async, on this call's task, in order) with a
+                :class:`StateChangedEvent` or :class:`ProgressEvent` (``index=0``)
+                for each change a poll finds, the terminal state included. The
+                end is what ``wait`` returns or raises (``generate`` also emits
+                submitted, downloaded and failed). A handler that raises is
+                logged and the wait goes on.
 
         Raises:
             JobTimeoutError: still not terminal at the deadline (carries the job).
@@ -387,24 +402,23 @@ class Client:
         deadline = policy.deadline if timeout is None else timeout
         if job.is_terminal:
             return job
-        done: asyncio.Future[Job] = asyncio.get_running_loop().create_future()
-
-        def listener(update: PollUpdate) -> None:
-            if not update.final or done.done():
-                return
-            if update.error is not None:
-                done.set_exception(update.error)
-            else:
-                done.set_result(update.job)
-
+        # The poller's listener must not block: it queues, and this task runs the handler.
+        updates: asyncio.Queue[PollUpdate] = asyncio.Queue()
         # No loop of our own: the client's poller holds this wait as one heap entry.
-        watch = self._poller.watch(job, policy=policy, deadline=deadline, listener=listener)
+        watch = self._poller.watch(
+            job, policy=policy, deadline=deadline, listener=updates.put_nowait
+        )
         try:
-            return await done
+            while True:
+                update = await updates.get()
+                await emit_event(on_event, change_event(0, update.job, update.previous))
+                if update.final:
+                    break
         finally:
             watch.cancel()  # cancelled: the others go on polling undisturbed
-            if done.done() and not done.cancelled():
-                done.exception()  # seen, even when a cancel arrived with the answer
+        if update.error is not None:
+            raise update.error
+        return update.job
 
     async def download(
         self, job: Job, dest: str | os.PathLike[str], *, variant: str | None = None
@@ -455,6 +469,7 @@ class Client:
         *,
         output: str | os.PathLike[str],
         timeout: float | None = None,
+        on_event: EventHandler | None = None,
         **fields: Unpack[VideoRequestFields],
     ) -> Path:
         """Submit, wait and download in one call; returns the file's path.
@@ -464,6 +479,13 @@ class Client:
             output: where to save the video: a file, or a folder (one that exists, or
                 a path ending with a separator) for ``<task id>.mp4``.
             timeout: seconds to wait for the job (default: the poll policy's deadline).
+            on_event: called (sync or async, in order) with the job's events, as a
+                batch's with ``index=0``: :class:`SubmittedEvent`, then
+                :class:`StateChangedEvent` / :class:`ProgressEvent`, then
+                :class:`DownloadedEvent` or :class:`FailedEvent` (which comes
+                just before ``generate`` raises). A request that fails its checks
+                raises before any event; a handler that raises is logged and the
+                job goes on.
             fields: :class:`VideoRequest` fields (typed: ``VideoRequestFields``).
 
         Raises:
@@ -479,11 +501,25 @@ class Client:
         """
         # Before the create: a clip that cannot be kept must not be paid for.
         await check_output(output)
-        job = await self.submit(request, **fields)
-        job = await self.wait(job, timeout=timeout)
-        if job.state is not JobState.SUCCEEDED:
-            raise JobFailedError(job)
-        return await self.download(job, output)
+        request = self.prepare(request, **fields)
+        job: Job | None = None
+        try:
+            job = await self.submit(request)
+            await emit_event(on_event, SubmittedEvent(index=0, job=job))
+            job = await self.wait(job, timeout=timeout, on_event=on_event)
+            if job.state is not JobState.SUCCEEDED:
+                raise JobFailedError(job)
+            path = await self.download(job, output)
+        except Exception as exc:
+            if on_event is not None:
+                last = exc.job if isinstance(exc, JobFailedError | JobTimeoutError) else job
+                failed = FailedEvent(index=0, request=request, job=last, error=exc)
+                await emit_event(on_event, failed)
+            raise
+        if on_event is not None:
+            size = (await anyio.Path(path).stat()).st_size
+            await emit_event(on_event, DownloadedEvent(index=0, job=job, path=path, size=size))
+        return path
 
     def generate_many(
         self,

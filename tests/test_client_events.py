@@ -187,7 +187,8 @@ async def test_a_handler_that_raises_is_logged_and_the_job_goes_on(
     ]
     raised = [r for r in caplog.records if "on_event handler raised" in r.getMessage()]
     assert len(raised) == len(calls)
-    assert raised[0].exc_info is not None and "progress bar bug" in str(raised[0].exc_info[1])
+    assert raised[0].exc_info is not None
+    assert "progress bar bug" in str(raised[0].exc_info[1])
     assert gateway.stats.creates == 1  # nothing was sent twice
 
 

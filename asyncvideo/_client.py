@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import copy
 import logging
 import os
 import random
@@ -131,7 +132,7 @@ class Client:
         self.clock: Clock = clock or SystemClock()
         self._rng = random.Random(seed)
         self._router = Router(routes)
-        timeouts = timeouts or Timeouts()
+        self.timeouts = timeouts = timeouts or Timeouts()
         if transport is None:
             transport = AiohttpTransport(
                 session=session, timeouts=timeouts, max_connections=self.limits.max_connections
@@ -141,22 +142,103 @@ class Client:
             api_key=api_key,
             base_url=base_url,
             clock=self.clock,
-            retry=RetryDecision(
-                self.retry_policy,
-                self._rng,
-                self.clock,
-                honours_idempotency_keys=self.gateway.honours_idempotency_keys,
-            ),
+            retry=self._retry_decision(),
             request_timeout=timeouts.request,
             requests_per_second=self.limits.requests_per_second,
             max_response_bytes=self.limits.max_response_bytes,
         )
+        self._start_own_state()
+
+    def _retry_decision(self) -> RetryDecision:
+        return RetryDecision(
+            self.retry_policy,
+            self._rng,
+            self.clock,
+            honours_idempotency_keys=self.gateway.honours_idempotency_keys,
+        )
+
+    def _start_own_state(self) -> None:
+        """What each client has for itself, never shared with one made by :meth:`with_options`."""
         self._slots: dict[str, asyncio.Semaphore] = {}
         # Every wait, generate and batch of this client polls through this one heap.
         self._poller = Poller(
             refresh=self._refresh, clock=self.clock, rng=self._rng, max_polls=self.limits.max_polls
         )
         self._batches: set[tuple[asyncio.Task[None], anyio.CancelScope]] = set()
+
+    def with_options(
+        self,
+        *,
+        limits: Limits | None = None,
+        poll_policy: PollPolicy | None = None,
+        retry_policy: RetryPolicy | None = None,
+        timeouts: Timeouts | None = None,
+    ) -> Client:
+        """A client with other options that shares this one's connection pool.
+
+        Cheap (no new session or connector), for a call site that needs another
+        deadline, schedule or bound: ``client.with_options(timeouts=...)``.
+        An option not given is this client's.
+
+        Shared with this client (they protect the same gateway): the connection
+        pool (``transport``/``session``), the adaptive per-provider rates that
+        429s and ``Retry-After`` set, the ``requests_per_second`` cap, the key,
+        gateway, routes and clock. The derived client's own: poll policy, retry
+        policy, timeouts, the create/poll/download/active-job bounds of
+        ``limits`` (its own semaphores), its poller, its batches and its
+        ``request_count``. ``limits.max_connections`` and
+        ``limits.requests_per_second`` belong to the shared pool and cannot
+        differ (derive with ``attrs.evolve(client.limits, ...)``). With a
+        ``transport=`` of your own, only ``timeouts.request`` can change (it
+        travels on each request); connect and read timeouts are the transport's.
+
+        Closing the derived client stops its batches and waits and leaves the
+        pool open; closing this client closes the pool, after which the derived
+        client's requests raise :class:`~asyncvideo.errors.ConfigurationError`.
+
+        Args:
+            limits: concurrency bounds (see above for the two shared fields).
+            poll_policy: when to poll.
+            retry_policy: how transient failures are retried.
+            timeouts: network timeouts.
+
+        Raises:
+            ConfigurationError: this client is closed, or ``limits`` changes a
+                shared field.
+
+        Example:
+            >>> quick = client.with_options(timeouts=Timeouts(request=10))  # doctest: +SKIP
+            >>> job = await quick.wait(job, timeout=30)  # doctest: +SKIP
+        """
+        limits = limits or self.limits
+        for name in ("max_connections", "requests_per_second"):
+            if getattr(limits, name) != getattr(self.limits, name):
+                raise ConfigurationError(
+                    f"limits.{name} belongs to the connection pool a derived client shares "
+                    f"({getattr(self.limits, name)!r}); derive with "
+                    f"attrs.evolve(client.limits, ...) to keep it",
+                    field=name,
+                )
+        timeouts = timeouts or self.timeouts
+        transport = self._connection.transport
+        if isinstance(transport, AiohttpTransport) and timeouts != self.timeouts:
+            transport = transport.with_timeouts(timeouts)
+        # A shallow copy keeps what is shared (gateway, routes, clock, the pool);
+        # what is the derived client's own is made anew below.
+        derived = copy.copy(self)
+        derived.limits = limits
+        derived.poll_policy = poll_policy or self.poll_policy
+        derived.retry_policy = retry_policy or self.retry_policy
+        derived.timeouts = timeouts
+        derived._rng = random.Random(self._rng.getrandbits(64))
+        derived._connection = self._connection.derive(
+            transport=transport,
+            retry=derived._retry_decision(),
+            request_timeout=timeouts.request,
+            max_response_bytes=limits.max_response_bytes,
+        )
+        derived._start_own_state()
+        return derived
 
     def __repr__(self) -> str:
         return f"Client(base_url={self._connection.base_url!r}, gateway={self.gateway.name!r})"

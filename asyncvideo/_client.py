@@ -33,6 +33,7 @@ from ._events import (
 )
 from ._images import load_image
 from ._jobref import looks_like_ref, read_ref
+from ._logconfig import configure_from_env
 from ._logtext import printable
 from ._models import Job, Limits, VideoRequest, VideoRequestFields
 from ._poller import Poller, PollUpdate
@@ -80,6 +81,11 @@ class Client:
     One client holds one aiohttp connection pool; share it across the app and
     close it with ``async with`` or :meth:`aclose`.
 
+    Logging: the ``asyncvideo`` logger says what the client does (INFO: tasks
+    created; DEBUG: each poll's finding, retries). Set ``ASYNCVIDEO_LOG=debug``
+    (or ``info``, ``warning``, ``error``) to see it on stderr without any setup;
+    it is read when a client is created, and logging you configured in code wins.
+
     Args:
         api_key: the gateway key (default: ``$ASYNCVIDEO_API_KEY``). Sent only
             to the gateway's own origin; never logged or shown in reprs.
@@ -115,6 +121,7 @@ class Client:
         transport: AsyncTransport | None = None,
         session: ClientSession | None = None,
     ) -> None:
+        configure_from_env()  # ASYNCVIDEO_LOG, read here: after the app set up its logging
         api_key = api_key or os.environ.get("ASYNCVIDEO_API_KEY")
         base_url = base_url or os.environ.get("ASYNCVIDEO_BASE_URL")
         if not api_key:

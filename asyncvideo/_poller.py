@@ -348,6 +348,9 @@ class Poller:
             return
         if watch.done:
             return  # cancelled while the query was in flight
+        logger.debug(
+            "polled task %s: %s, progress %s", printable(job.id), job.state.value, job.progress
+        )
         watch.job = job
         if job.is_terminal:
             self._end(watch, PollUpdate(job, previous))

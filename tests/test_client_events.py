@@ -8,6 +8,7 @@ handler that raises.
 from __future__ import annotations
 
 import logging
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import anyio
@@ -59,7 +60,7 @@ def assert_never_backwards(events: list[Event]) -> None:
 
 
 @pytest.fixture
-async def gateway(clock: ManualClock) -> FakeGateway:  # type: ignore[misc]
+async def gateway(clock: ManualClock) -> AsyncIterator[FakeGateway]:
     # One fixed duration: the sequence of polls (and so of events) is exact.
     async with FakeGateway(clock=clock, durations=(30.0, 30.0), video_bytes=48 * 1024) as gw:
         yield gw

@@ -7,6 +7,7 @@ handler that raises.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -24,9 +25,11 @@ from asyncvideo import (
     ProgressEvent,
     StateChangedEvent,
     SubmittedEvent,
+    VideoRequest,
 )
 from asyncvideo.errors import JobFailedError, JobTimeoutError, ValidationError
 from asyncvideo.testing import FakeGateway
+from tests.conftest import ClientFactory
 
 pytestmark = pytest.mark.anyio
 
@@ -227,3 +230,28 @@ async def test_bad_request_raises_before_any_event(
         )
     assert events == []
     assert gateway.stats.total_requests == 0
+
+
+@pytest.mark.parametrize("timeout", [None, 10.0], ids=["success", "timeout"])
+async def test_a_batch_of_one_sees_what_generate_sees(
+    make_client: ClientFactory, gateway: FakeGateway, tmp_path: Path, timeout: float | None
+) -> None:
+    # One place turns polls into events: the same job's story reads the same both ways.
+    single: list[Event] = []
+    with contextlib.suppress(JobTimeoutError):
+        await make_client().generate(
+            prompt="a cat",
+            model="kling-v1",
+            output=tmp_path / "one.mp4",
+            timeout=timeout,
+            on_event=single.append,
+        )
+    batch: list[Event] = []
+    requests = [VideoRequest(prompt="a cat", model="kling-v1")]
+    async with make_client().generate_many(
+        requests, output_dir=tmp_path / "batch", timeout=timeout, on_event=batch.append
+    ) as outcomes:
+        async for _ in outcomes:
+            pass
+    assert len(single) >= 4
+    assert seen(batch) == seen(single)

@@ -24,6 +24,7 @@ from ._events import FailedEvent as FailedEvent
 from ._events import ProgressEvent as ProgressEvent
 from ._events import StateChangedEvent as StateChangedEvent
 from ._events import SubmittedEvent as SubmittedEvent
+from ._events import event_from_dict as event_from_dict
 from ._models import ImageInput as ImageInput
 from ._models import Job as Job
 from ._models import JobError as JobError
@@ -89,5 +90,6 @@ __all__ = [
     "__version__",
     "check_output",
     "errors",
+    "event_from_dict",
     "read_requests",
 ]

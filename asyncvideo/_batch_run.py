@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import functools
 import heapq
-import inspect
 import itertools
 import logging
 import math
@@ -34,9 +33,9 @@ from ._events import (
     Event,
     EventHandler,
     FailedEvent,
-    ProgressEvent,
-    StateChangedEvent,
     SubmittedEvent,
+    change_event,
+    emit_event,
 )
 from ._logtext import printable
 from ._models import Job, Outcome, VideoRequest
@@ -354,16 +353,14 @@ class _Run:
     async def _apply(self, entry: _Entry, update: PollUpdate) -> None:
         job, previous = update.job, update.previous
         entry.job = job
+        # What the poll saw first, even when it is the last (a timeout): as a single job's wait.
+        await self._emit(change_event(entry.index, job, previous))
         if update.error is not None:
             if stops_batch(update.error):
                 self._stop(update.error)
             else:
                 await self._finish_entry(entry, error=update.error)
             return
-        if job.state is not previous.state:
-            await self._emit(StateChangedEvent(index=entry.index, job=job, previous=previous))
-        elif job.progress != previous.progress:
-            await self._emit(ProgressEvent(index=entry.index, job=job))
         if job.is_terminal:
             await self._settle(entry)
 
@@ -505,13 +502,5 @@ class _Run:
                 logger.warning("batch stopped by %s; %s", type(error).__name__, printable(note))
         self.scope.cancel()
 
-    async def _emit(self, event: Event) -> None:
-        if self._on_event is None:
-            return
-        try:
-            result = self._on_event(event)
-            if inspect.isawaitable(result):
-                await result
-        except Exception:
-            # A progress bar's bug must not abandon paid-for jobs mid-flight.
-            logger.exception("on_event handler raised; the batch goes on")
+    async def _emit(self, event: Event | None) -> None:
+        await emit_event(self._on_event, event)

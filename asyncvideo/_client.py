@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import copy
 import logging
 import os
 import random
@@ -22,9 +23,17 @@ from ._client_backend import ClientBackend
 from ._clock import Clock, SystemClock
 from ._destination import check_output, names_folder
 from ._download import download_job, safe_filename
-from ._events import EventHandler
+from ._events import (
+    DownloadedEvent,
+    EventHandler,
+    FailedEvent,
+    SubmittedEvent,
+    change_event,
+    emit_event,
+)
 from ._images import load_image
 from ._jobref import looks_like_ref, read_ref
+from ._logconfig import configure_from_env
 from ._logtext import printable
 from ._models import Job, Limits, VideoRequest, VideoRequestFields
 from ._poller import Poller, PollUpdate
@@ -45,6 +54,7 @@ from .errors import (
     ConfigurationError,
     CreateOutcomeUnknown,
     JobFailedError,
+    JobTimeoutError,
     ProtocolError,
     ValidationError,
 )
@@ -70,6 +80,11 @@ class Client:
 
     One client holds one aiohttp connection pool; share it across the app and
     close it with ``async with`` or :meth:`aclose`.
+
+    Logging: the ``asyncvideo`` logger says what the client does (INFO: tasks
+    created; DEBUG: each poll's finding, retries). Set ``ASYNCVIDEO_LOG=debug``
+    (or ``info``, ``warning``, ``error``) to see it on stderr without any setup;
+    it is read when a client is created, and logging you configured in code wins.
 
     Args:
         api_key: the gateway key (default: ``$ASYNCVIDEO_API_KEY``). Sent only
@@ -106,6 +121,7 @@ class Client:
         transport: AsyncTransport | None = None,
         session: ClientSession | None = None,
     ) -> None:
+        configure_from_env()  # ASYNCVIDEO_LOG, read here: after the app set up its logging
         api_key = api_key or os.environ.get("ASYNCVIDEO_API_KEY")
         base_url = base_url or os.environ.get("ASYNCVIDEO_BASE_URL")
         if not api_key:
@@ -123,7 +139,7 @@ class Client:
         self.clock: Clock = clock or SystemClock()
         self._rng = random.Random(seed)
         self._router = Router(routes)
-        timeouts = timeouts or Timeouts()
+        self.timeouts = timeouts = timeouts or Timeouts()
         if transport is None:
             transport = AiohttpTransport(
                 session=session, timeouts=timeouts, max_connections=self.limits.max_connections
@@ -133,22 +149,103 @@ class Client:
             api_key=api_key,
             base_url=base_url,
             clock=self.clock,
-            retry=RetryDecision(
-                self.retry_policy,
-                self._rng,
-                self.clock,
-                honours_idempotency_keys=self.gateway.honours_idempotency_keys,
-            ),
+            retry=self._retry_decision(),
             request_timeout=timeouts.request,
             requests_per_second=self.limits.requests_per_second,
             max_response_bytes=self.limits.max_response_bytes,
         )
+        self._start_own_state()
+
+    def _retry_decision(self) -> RetryDecision:
+        return RetryDecision(
+            self.retry_policy,
+            self._rng,
+            self.clock,
+            honours_idempotency_keys=self.gateway.honours_idempotency_keys,
+        )
+
+    def _start_own_state(self) -> None:
+        """What each client has for itself, never shared with one made by :meth:`with_options`."""
         self._slots: dict[str, asyncio.Semaphore] = {}
         # Every wait, generate and batch of this client polls through this one heap.
         self._poller = Poller(
             refresh=self._refresh, clock=self.clock, rng=self._rng, max_polls=self.limits.max_polls
         )
         self._batches: set[tuple[asyncio.Task[None], anyio.CancelScope]] = set()
+
+    def with_options(
+        self,
+        *,
+        limits: Limits | None = None,
+        poll_policy: PollPolicy | None = None,
+        retry_policy: RetryPolicy | None = None,
+        timeouts: Timeouts | None = None,
+    ) -> Client:
+        """A client with other options that shares this one's connection pool.
+
+        Cheap (no new session or connector), for a call site that needs another
+        deadline, schedule or bound: ``client.with_options(timeouts=...)``.
+        An option not given is this client's.
+
+        Shared with this client (they protect the same gateway): the connection
+        pool (``transport``/``session``), the adaptive per-provider rates that
+        429s and ``Retry-After`` set, the ``requests_per_second`` cap, the key,
+        gateway, routes and clock. The derived client's own: poll policy, retry
+        policy, timeouts, the create/poll/download/active-job bounds of
+        ``limits`` (its own semaphores), its poller, its batches and its
+        ``request_count``. ``limits.max_connections`` and
+        ``limits.requests_per_second`` belong to the shared pool and cannot
+        differ (derive with ``attrs.evolve(client.limits, ...)``). With a
+        ``transport=`` of your own, only ``timeouts.request`` can change (it
+        travels on each request); connect and read timeouts are the transport's.
+
+        Closing the derived client stops its batches and waits and leaves the
+        pool open; closing this client closes the pool, after which the derived
+        client's requests raise :class:`~asyncvideo.errors.ConfigurationError`.
+
+        Args:
+            limits: concurrency bounds (see above for the two shared fields).
+            poll_policy: when to poll.
+            retry_policy: how transient failures are retried.
+            timeouts: network timeouts.
+
+        Raises:
+            ConfigurationError: this client is closed, or ``limits`` changes a
+                shared field.
+
+        Example:
+            >>> quick = client.with_options(timeouts=Timeouts(request=10))  # doctest: +SKIP
+            >>> job = await quick.wait(job, timeout=30)  # doctest: +SKIP
+        """
+        limits = limits or self.limits
+        for name in ("max_connections", "requests_per_second"):
+            if getattr(limits, name) != getattr(self.limits, name):
+                raise ConfigurationError(
+                    f"limits.{name} belongs to the connection pool a derived client shares "
+                    f"({getattr(self.limits, name)!r}); derive with "
+                    f"attrs.evolve(client.limits, ...) to keep it",
+                    field=name,
+                )
+        timeouts = timeouts or self.timeouts
+        transport = self._connection.transport
+        if isinstance(transport, AiohttpTransport) and timeouts != self.timeouts:
+            transport = transport.with_timeouts(timeouts)
+        # A shallow copy keeps what is shared (gateway, routes, clock, the pool);
+        # what is the derived client's own is made anew below.
+        derived = copy.copy(self)
+        derived.limits = limits
+        derived.poll_policy = poll_policy or self.poll_policy
+        derived.retry_policy = retry_policy or self.retry_policy
+        derived.timeouts = timeouts
+        derived._rng = random.Random(self._rng.getrandbits(64))
+        derived._connection = self._connection.derive(
+            transport=transport,
+            retry=derived._retry_decision(),
+            request_timeout=timeouts.request,
+            max_response_bytes=limits.max_response_bytes,
+        )
+        derived._start_own_state()
+        return derived
 
     def __repr__(self) -> str:
         return f"Client(base_url={self._connection.base_url!r}, gateway={self.gateway.name!r})"
@@ -367,6 +464,7 @@ class Client:
         *,
         timeout: float | None = None,
         poll_policy: PollPolicy | None = None,
+        on_event: EventHandler | None = None,
     ) -> Job:
         """Poll until the job is terminal and return it (succeeded, failed or cancelled).
 
@@ -378,6 +476,12 @@ class Client:
             job: a snapshot from ``submit``, ``get`` or ``refresh``.
             timeout: seconds to wait (default: the poll policy's deadline).
             poll_policy: overrides the client's schedule for this wait.
+            on_event: called (sync or async, on this call's task, in order) with a
+                :class:`StateChangedEvent` or :class:`ProgressEvent` (``index=0``)
+                for each change a poll finds, the terminal state included. The
+                end is what ``wait`` returns or raises (``generate`` also emits
+                submitted, downloaded and failed). A handler that raises is
+                logged and the wait goes on.
 
         Raises:
             JobTimeoutError: still not terminal at the deadline (carries the job).
@@ -387,24 +491,23 @@ class Client:
         deadline = policy.deadline if timeout is None else timeout
         if job.is_terminal:
             return job
-        done: asyncio.Future[Job] = asyncio.get_running_loop().create_future()
-
-        def listener(update: PollUpdate) -> None:
-            if not update.final or done.done():
-                return
-            if update.error is not None:
-                done.set_exception(update.error)
-            else:
-                done.set_result(update.job)
-
+        # The poller's listener must not block: it queues, and this task runs the handler.
+        updates: asyncio.Queue[PollUpdate] = asyncio.Queue()
         # No loop of our own: the client's poller holds this wait as one heap entry.
-        watch = self._poller.watch(job, policy=policy, deadline=deadline, listener=listener)
+        watch = self._poller.watch(
+            job, policy=policy, deadline=deadline, listener=updates.put_nowait
+        )
         try:
-            return await done
+            while True:
+                update = await updates.get()
+                await emit_event(on_event, change_event(0, update.job, update.previous))
+                if update.final:
+                    break
         finally:
             watch.cancel()  # cancelled: the others go on polling undisturbed
-            if done.done() and not done.cancelled():
-                done.exception()  # seen, even when a cancel arrived with the answer
+        if update.error is not None:
+            raise update.error
+        return update.job
 
     async def download(
         self, job: Job, dest: str | os.PathLike[str], *, variant: str | None = None
@@ -455,6 +558,7 @@ class Client:
         *,
         output: str | os.PathLike[str],
         timeout: float | None = None,
+        on_event: EventHandler | None = None,
         **fields: Unpack[VideoRequestFields],
     ) -> Path:
         """Submit, wait and download in one call; returns the file's path.
@@ -464,6 +568,13 @@ class Client:
             output: where to save the video: a file, or a folder (one that exists, or
                 a path ending with a separator) for ``<task id>.mp4``.
             timeout: seconds to wait for the job (default: the poll policy's deadline).
+            on_event: called (sync or async, in order) with the job's events, as a
+                batch's with ``index=0``: :class:`SubmittedEvent`, then
+                :class:`StateChangedEvent` / :class:`ProgressEvent`, then
+                :class:`DownloadedEvent` or :class:`FailedEvent` (which comes
+                just before ``generate`` raises). A request that fails its checks
+                raises before any event; a handler that raises is logged and the
+                job goes on.
             fields: :class:`VideoRequest` fields (typed: ``VideoRequestFields``).
 
         Raises:
@@ -479,11 +590,25 @@ class Client:
         """
         # Before the create: a clip that cannot be kept must not be paid for.
         await check_output(output)
-        job = await self.submit(request, **fields)
-        job = await self.wait(job, timeout=timeout)
-        if job.state is not JobState.SUCCEEDED:
-            raise JobFailedError(job)
-        return await self.download(job, output)
+        request = self.prepare(request, **fields)
+        job: Job | None = None
+        try:
+            job = await self.submit(request)
+            await emit_event(on_event, SubmittedEvent(index=0, job=job))
+            job = await self.wait(job, timeout=timeout, on_event=on_event)
+            if job.state is not JobState.SUCCEEDED:
+                raise JobFailedError(job)
+            path = await self.download(job, output)
+        except Exception as exc:
+            if on_event is not None:
+                last = exc.job if isinstance(exc, JobFailedError | JobTimeoutError) else job
+                failed = FailedEvent(index=0, request=request, job=last, error=exc)
+                await emit_event(on_event, failed)
+            raise
+        if on_event is not None:
+            size = (await anyio.Path(path).stat()).st_size
+            await emit_event(on_event, DownloadedEvent(index=0, job=job, path=path, size=size))
+        return path
 
     def generate_many(
         self,

@@ -19,9 +19,12 @@ The form, field by field:
   and comes back a ``Path``; ``bytes`` become ``{"base64": "iVBORw0K..."}``
   (standard alphabet, padded). The tags keep a path a path even when its name
   looks like a URL, and keep bytes apart from text.
+- ``Job`` adds ``"ref"`` (:attr:`Job.ref`, derived from the other fields) as its
+  last key, so a web app's JSON carries the handle to re-attach with; reading
+  ignores it.
 - Events carry their kind under ``"event"`` (``"submitted"``, ``"state_changed"``,
   ``"progress"``, ``"downloaded"``, ``"failed"``), so a stream of them can be read
-  back with :func:`structure_event`.
+  back with :func:`structure_event` (public as ``asyncvideo.event_from_dict``).
 - An exception (``Outcome.error``, ``FailedEvent.error``) becomes a *summary*::
 
       {"type": "RateLimitError", "message": "slow down", "status": 429,
@@ -293,6 +296,15 @@ for _strict_cls in _STRICT_CLASSES:
         _strict_cls,
         make_dict_structure_fn(_strict_cls, converter, _cattrs_forbid_extra_keys=True),
     )
+
+_unstructure_job_fields = make_dict_unstructure_fn(Job, converter)
+
+
+def _unstructure_job(job: Job) -> dict[str, object]:
+    return {**_unstructure_job_fields(job), "ref": job.ref}
+
+
+converter.register_unstructure_hook(Job, _unstructure_job)
 
 #: event class -> its tag under ``"event"``
 EVENT_TAGS: Mapping[type[Any], str] = {

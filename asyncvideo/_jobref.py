@@ -36,7 +36,8 @@ class JobRef:
 
 def make_ref(provider: str, model: str, task_id: str, wire: str) -> str:
     """The reference of a task (see the module docstring for its form)."""
-    text = json.dumps([provider, model, task_id, wire], ensure_ascii=False, separators=(",", ":"))
+    # ASCII escapes: a lone surrogate (JSON from a gateway may carry one) still encodes.
+    text = json.dumps([provider, model, task_id, wire], separators=(",", ":"))
     encoded = base64.urlsafe_b64encode(text.encode("utf-8")).decode("ascii")
     return _PREFIX + encoded.rstrip("=")
 

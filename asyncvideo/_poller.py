@@ -348,6 +348,10 @@ class Poller:
             return
         if watch.done:
             return  # cancelled while the query was in flight
+        if logger.isEnabledFor(logging.DEBUG):  # printable() costs, per poll, even unlogged
+            logger.debug(
+                "polled task %s: %s, progress %s", printable(job.id), job.state.value, job.progress
+            )
         watch.job = job
         if job.is_terminal:
             self._end(watch, PollUpdate(job, previous))

@@ -7,12 +7,14 @@ from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
+import attrs
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from asyncvideo import (
     DownloadedEvent,
+    Event,
     FailedEvent,
     Job,
     JobError,
@@ -26,8 +28,8 @@ from asyncvideo import (
     SubmittedEvent,
     VideoRequest,
     errors,
+    event_from_dict,
 )
-from asyncvideo._convert import structure_event
 from asyncvideo.errors import ConfigurationError, ValidationError
 
 # -- strategies ----------------------------------------------------------------------------
@@ -267,7 +269,7 @@ def test_outcome_round_trip(outcome: Outcome) -> None:
 def test_event_round_trip(event: Any) -> None:
     data = through_json(event.to_dict())
     back = type(event).from_dict(data)
-    assert structure_event(data).to_dict() == back.to_dict()
+    assert event_from_dict(data).to_dict() == back.to_dict()
     if isinstance(event, FailedEvent):
         assert (back.index, back.request, back.job) == (event.index, event.request, event.job)
         same_error(back.error, event.error)
@@ -303,7 +305,49 @@ def test_job_form() -> None:
         "expires_at": None,
         "error": None,
         "raw": {"task_id": "task_1", "data": {"status": "SUCCESS"}},
+        "ref": JOB.ref,
     }
+
+
+def test_job_form_carries_its_ref_and_reading_ignores_it() -> None:
+    data = through_json(JOB.to_dict())
+    assert data["ref"] == JOB.ref
+    assert data["ref"].startswith("av1.")
+    assert Job.from_dict(data) == JOB
+    # Derived, never read: a stale or forged ref cannot change the job it sits in.
+    other = Job.from_dict(data | {"ref": "av1.forged"})
+    assert other == JOB
+    assert other.ref == JOB.ref
+
+
+def test_every_event_round_trips_through_json_by_its_tag() -> None:
+    failed_job = attrs.evolve(JOB, state=JobState.FAILED, error=JobError(code="E1", message="nsfw"))
+    request = VideoRequest(prompt="a cat", model="kling-v1")
+    events: list[Event] = [
+        SubmittedEvent(index=0, job=JOB),
+        StateChangedEvent(index=1, job=JOB, previous=attrs.evolve(JOB, state=JobState.RUNNING)),
+        ProgressEvent(index=2, job=attrs.evolve(JOB, progress=40)),
+        DownloadedEvent(index=3, job=JOB, path=Path("out/a.mp4"), size=49152),
+        FailedEvent(
+            index=4, request=request, job=failed_job, error=errors.JobFailedError(failed_job)
+        ),
+    ]
+    tags = []
+    for event in events:
+        data = json.loads(json.dumps(event.to_dict(), allow_nan=False))
+        tags.append(data["event"])
+        back = event_from_dict(data)
+        assert type(back) is type(event)
+        if isinstance(event, FailedEvent):
+            assert isinstance(back, FailedEvent)
+            assert (back.index, back.request, back.job) == (event.index, event.request, event.job)
+            assert type(back.error) is errors.JobFailedError
+            assert str(back.error) == str(event.error)
+        else:
+            assert back == event
+    assert tags == ["submitted", "state_changed", "progress", "downloaded", "failed"]
+    with pytest.raises(ValidationError, match="not an event"):
+        event_from_dict({"event": "exploded", "index": 0})
 
 
 def test_naive_datetimes_are_taken_as_utc() -> None:
@@ -346,7 +390,7 @@ def test_event_tags() -> None:
     with pytest.raises(ValidationError, match="progress"):
         SubmittedEvent.from_dict(ProgressEvent(index=0, job=JOB).to_dict())
     with pytest.raises(ValidationError, match="not an event"):
-        structure_event({"index": 0})
+        event_from_dict({"index": 0})
 
 
 # -- reading is strict about what people write ------------------------------------------------

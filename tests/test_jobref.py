@@ -43,6 +43,13 @@ def test_a_ref_is_url_safe_and_round_trips_any_task_id() -> None:
     )
 
 
+def test_a_task_id_with_a_lone_surrogate_still_has_a_ref() -> None:
+    # JSON from a gateway may escape one ("\\ud800"); the job's dict form carries its ref.
+    job = Job(id="t\ud800x", model="kling-v1", provider="kling", state=JobState.QUEUED)
+    assert read_ref(job.ref).task_id == "t\ud800x"
+    assert job.to_dict()["ref"] == job.ref
+
+
 def test_job_ref_names_the_provider_wire() -> None:
     job = Job(id="video_1", model="sora-2", provider="sora", state=JobState.QUEUED)
     assert read_ref(job.ref).wire == "openai"

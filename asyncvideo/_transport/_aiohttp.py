@@ -106,6 +106,39 @@ class _Response:
         self._response.release()
 
 
+class _SessionHolder:
+    """The one aiohttp session (and pool) of a transport and its re-timed views."""
+
+    __slots__ = ("closed", "max_connections", "owned", "session")
+
+    def __init__(self, session: aiohttp.ClientSession | None, max_connections: int) -> None:
+        self.session = session
+        self.owned = session is None
+        self.max_connections = max_connections
+        self.closed = False
+
+    def get(self) -> aiohttp.ClientSession:
+        if self.closed:
+            raise ConfigurationError("this client is closed; create a new Client")
+        if self.session is None or (self.owned and self.session.closed):
+            connector = aiohttp.TCPConnector(
+                limit=self.max_connections, limit_per_host=self.max_connections
+            )
+            self.session = aiohttp.ClientSession(
+                connector=connector,
+                headers={"User-Agent": f"asyncvideo/{__version__}"},
+                # Per request (send): the views of one pool may differ in timeouts.
+                timeout=aiohttp.ClientTimeout(total=None),
+            )
+        return self.session
+
+    async def aclose(self) -> None:
+        self.closed = True
+        if self.owned and self.session is not None and not self.session.closed:
+            await self.session.close()
+        self.session = None
+
+
 class AiohttpTransport:
     """Sends requests with one aiohttp session and connection pool.
 
@@ -130,32 +163,30 @@ class AiohttpTransport:
         max_connections: int = 100,
     ) -> None:
         self._timeouts = timeouts or Timeouts()
-        self._max_connections = max_connections
-        self._session = session
-        self._owns_session = session is None
-        self._closed = False
+        self._holder = _SessionHolder(session, max_connections)
+        self._is_view = False
 
     def __repr__(self) -> str:
-        return f"<AiohttpTransport {'own' if self._owns_session else 'shared'} session>"
+        kind = "own" if self._holder.owned else "shared"
+        return f"<AiohttpTransport {kind} session{' (view)' if self._is_view else ''}>"
 
-    def _get_session(self) -> aiohttp.ClientSession:
-        if self._closed:
-            raise ConfigurationError("this client is closed; create a new Client")
-        if self._session is None or (self._owns_session and self._session.closed):
-            connector = aiohttp.TCPConnector(
-                limit=self._max_connections, limit_per_host=self._max_connections
-            )
-            self._session = aiohttp.ClientSession(
-                connector=connector,
-                headers={"User-Agent": f"asyncvideo/{__version__}"},
-                timeout=aiohttp.ClientTimeout(
-                    total=None, connect=self._timeouts.connect, sock_read=self._timeouts.read
-                ),
-            )
-        return self._session
+    def with_timeouts(self, timeouts: Timeouts) -> AiohttpTransport:
+        """A view of this transport that sends through the same session and pool.
+
+        ``Client.with_options(timeouts=...)`` uses it. Closing the view does
+        nothing; closing this transport closes the pool for both.
+
+        Args:
+            timeouts: the view's connect/read/request timeouts.
+        """
+        view = AiohttpTransport.__new__(AiohttpTransport)
+        view._timeouts = timeouts
+        view._holder = self._holder
+        view._is_view = True
+        return view
 
     async def send(self, request: HTTPRequest) -> HTTPResponse:
-        session = self._get_session()
+        session = self._holder.get()
         timeouts = self._timeouts
         headers = dict(request.headers)
         if request.json is not None:
@@ -179,10 +210,8 @@ class AiohttpTransport:
         return _Response(response, request.url)
 
     async def aclose(self) -> None:
-        self._closed = True
-        if self._owns_session and self._session is not None and not self._session.closed:
-            await self._session.close()
-        self._session = None
+        if not self._is_view:
+            await self._holder.aclose()
 
 
 def _body(request: HTTPRequest) -> aiohttp.FormData | str | None:

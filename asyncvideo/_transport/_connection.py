@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import copy
 import logging
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
@@ -23,7 +24,14 @@ from .._clock import Clock, ManualClock
 from .._logtext import printable
 from .._ratelimit import AdaptiveRateLimiter
 from .._retry import RequestKind, RetryDecision
-from ..errors import APIError, AsyncVideoError, ProtocolError, RateLimitError, TransportError
+from ..errors import (
+    APIError,
+    AsyncVideoError,
+    ConfigurationError,
+    ProtocolError,
+    RateLimitError,
+    TransportError,
+)
 from ..providers._parse import api_error, parse_json_object, task_id_in
 from ._base import AsyncTransport, FilePart, HTTPRequest, HTTPResponse
 
@@ -181,6 +189,23 @@ def origin_of(url: str) -> tuple[str, str, int | None]:
     return scheme, (parts.hostname or "").lower(), port
 
 
+class _Pool:
+    """What a client shares with the clients derived from it (``Client.with_options``).
+
+    Everything that protects the one gateway: the transport (its connection
+    pool), the adaptive per-provider rates that 429s and ``Retry-After`` set,
+    and the ``requests_per_second`` cap. The root client owns it and closes it.
+    """
+
+    __slots__ = ("closed", "global_rate", "provider_rates", "transport")
+
+    def __init__(self, transport: AsyncTransport, global_rate: AdaptiveRateLimiter) -> None:
+        self.transport = transport
+        self.global_rate = global_rate
+        self.provider_rates: dict[str, AdaptiveRateLimiter] = {}
+        self.closed = False
+
+
 class GatewayConnection:
     """Sends requests to one gateway and turns answers into JSON or typed errors.
 
@@ -208,7 +233,6 @@ class GatewayConnection:
         requests_per_second: float | None,
         max_response_bytes: int = 4 * 1024 * 1024,
     ) -> None:
-        self._transport = transport
         self._api_key = api_key
         self._scrub = Scrubber(api_key)
         self.base_url = base_url.rstrip("/") + "/"
@@ -218,21 +242,72 @@ class GatewayConnection:
         self._request_timeout = request_timeout
         self._max_response_bytes = max_response_bytes
         # The client-wide cap; per-provider adaptive limiters sit in front of it.
-        self._global_rate = AdaptiveRateLimiter(clock, ceiling=requests_per_second)
-        self._provider_rates: dict[str, AdaptiveRateLimiter] = {}
+        self._pool = _Pool(transport, AdaptiveRateLimiter(clock, ceiling=requests_per_second))
+        self._transport = transport  # this client's (re-timed) view of the pool's transport
+        self._owns_pool = True
+        self._closed = False
         self.request_count = 0
 
     def __repr__(self) -> str:
         return f"<GatewayConnection {self.base_url}>"
 
+    def derive(
+        self,
+        *,
+        transport: AsyncTransport,
+        retry: RetryDecision,
+        request_timeout: float,
+        max_response_bytes: int,
+    ) -> GatewayConnection:
+        """A connection for a derived client: the same pool and rates, its own retries.
+
+        Args:
+            transport: the pool's transport, or a view of it with other timeouts.
+            retry: the derived client's retry decision.
+            request_timeout: seconds for one JSON request and its answer.
+            max_response_bytes: the largest JSON or error answer read.
+
+        Raises:
+            ConfigurationError: this connection (or its pool) is closed.
+        """
+        self.check_open()
+        derived = copy.copy(self)
+        derived._transport = transport
+        derived.retry = retry
+        derived._request_timeout = request_timeout
+        derived._max_response_bytes = max_response_bytes
+        derived._owns_pool = False
+        derived.request_count = 0
+        return derived
+
+    @property
+    def transport(self) -> AsyncTransport:
+        """The transport this connection sends through."""
+        return self._transport
+
+    def check_open(self) -> None:
+        """Raise :class:`ConfigurationError` once this connection or its pool is closed."""
+        if self._closed:
+            raise ConfigurationError("this client is closed; create a new Client")
+        if self._pool.closed:
+            raise ConfigurationError(
+                "the client this one was derived from (with_options) is closed, "
+                "and with it the connection pool they shared"
+            )
+
     async def aclose(self) -> None:
-        await self._transport.aclose()
+        """Close this connection; the pool closes only with the client that made it."""
+        self._closed = True
+        if self._owns_pool and not self._pool.closed:
+            self._pool.closed = True
+            await self._pool.transport.aclose()
 
     def rate_limiter(self, provider: str) -> AdaptiveRateLimiter:
-        """The adaptive rate shared by every request for ``provider``'s jobs."""
-        limiter = self._provider_rates.get(provider)
+        """The adaptive rate every request for ``provider``'s jobs shares (derived clients too)."""
+        rates = self._pool.provider_rates
+        limiter = rates.get(provider)
         if limiter is None:
-            limiter = self._provider_rates[provider] = AdaptiveRateLimiter(self._clock)
+            limiter = rates[provider] = AdaptiveRateLimiter(self._clock)
         return limiter
 
     # -- URLs and headers ---------------------------------------------------------------
@@ -262,9 +337,10 @@ class GatewayConnection:
         task_id: str | None,
         deadline: float | None = None,
     ) -> tuple[HTTPResponse, float]:
+        self.check_open()
         try:
             sent_at = await limiter.acquire(deadline)
-            await self._global_rate.acquire(deadline)
+            await self._pool.global_rate.acquire(deadline)
         except TransportError as exc:
             exc.task_id = task_id
             raise

@@ -152,6 +152,7 @@ class FakeGateway:
         self._config = attrs.evolve(config or GatewayConfig(), **overrides)
         self._rng = random.Random(self._config.seed)
         self._stats = GatewayStats()
+        self._peers: set[object] = set()  # client (host, port) pairs seen: one per connection
         self._tasks: dict[str, Task] = {}
         self._by_token: dict[str, Task] = {}
         self._idempotency: dict[tuple[str, str], Task] = {}
@@ -251,6 +252,7 @@ class FakeGateway:
     def reset_stats(self) -> None:
         """Zero the counters and forget captured requests."""
         self._stats.reset()
+        self._peers.clear()
         self._captured.clear()
 
     async def start(self) -> None:
@@ -349,6 +351,10 @@ class FakeGateway:
         stats.routes[label] = stats.routes.get(label, 0) + 1
         if kind == "create":
             stats.create_requests += 1
+        peer = request.transport.get_extra_info("peername") if request.transport else None
+        if peer is not None and peer not in self._peers:
+            self._peers.add(peer)
+            stats.connections += 1
         in_flight = stats.in_flight[kind] = stats.in_flight[kind] + 1
         if in_flight > stats.max_in_flight[kind]:
             stats.max_in_flight[kind] = in_flight

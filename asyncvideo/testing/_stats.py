@@ -34,6 +34,8 @@ class GatewayStats:
         server_errors: 5xx answers (random and scripted).
         auth_failures: 401 answers.
         dropped_connections: connections closed without a full answer.
+        connections: client connections that sent a request (by client address
+            and port): a pool that reuses its connections keeps this small.
         bytes_served: video body bytes written (API content endpoint and CDN).
         downloads_completed: video bodies written to the end.
         in_flight / max_in_flight: requests being served now / at most, per kind.
@@ -53,6 +55,7 @@ class GatewayStats:
     server_errors: int = 0
     auth_failures: int = 0
     dropped_connections: int = 0
+    connections: int = 0
     bytes_served: int = 0
     downloads_completed: int = 0
     in_flight: dict[str, int] = attrs.field(factory=_per_kind)

@@ -1,6 +1,6 @@
 """SIGKILL benchmark: a journalled batch killed at random points, resumed until it completes.
 
-Run (from the repository root; about two minutes on a 2-core machine)::
+Run (from the repository root; about a minute and a half on a 2-core machine)::
 
     .venv/bin/python benchmarks/sigkill_resume.py
     .venv/bin/python benchmarks/sigkill_resume.py --jobs 50 --kills 4 --modes honoured
@@ -12,9 +12,13 @@ runs too. The parent SIGKILLs the child at seeded random points, ``--kills``
 times, then starts it again on the same journal and output folder until a run
 completes. Each kill first waits a random delay, then for the moment the
 gateway sees the phase drawn for it (``/_sim/stats`` in-flight gauges): a
-create in flight, a download in flight (the CDN drips 16 KiB chunks, so a kill
-lands mid-body), or only status polls; a phase that does not come within
-``--phase-wait`` seconds is given up and the kill lands wherever the batch is.
+create in flight (the gateway answers ``--answer-delay`` after making the task,
+so most such kills land after the task exists and before its id is journalled),
+a download in flight (the CDN drips 16 KiB chunks, so a kill lands mid-body),
+or only status polls; a phase that does not come within ``--phase-wait``
+seconds is given up and the kill lands wherever the batch is. A run that does
+not end within ``--hang-after`` seconds counts as hung. Last, the same batch
+runs once uninterrupted in a fresh folder, for its wall time.
 
 The FakeGateway always honours idempotency keys; the SDK relies on that only
 when its profile says so, so the batch runs twice (``--modes``):
@@ -121,15 +125,15 @@ def child_main(opts: argparse.Namespace) -> None:
 # -- the parent: kill, resume, check ---------------------------------------------------------
 
 
-def phase_of(in_flight: Json) -> str | None:
-    """What the batch is doing now, as the gateway sees it (``None``: nothing in flight)."""
+def phase_of(in_flight: Json) -> str:
+    """What the batch is doing now, as the gateway sees it."""
     if in_flight["create"]:
         return "create"
     if in_flight["cdn"] or in_flight["content"]:
         return "download"
     if in_flight["status"]:
         return "poll"
-    return None
+    return "idle"  # between polls, or a run that hangs
 
 
 def kill_in_phase(
@@ -148,7 +152,7 @@ def kill_in_phase(
     give_up = time.perf_counter() + patience
     while child.poll() is None:
         phase = phase_of(gateway.stats()["in_flight"])
-        if phase == target or (phase is not None and time.perf_counter() > give_up):
+        if phase == target or time.perf_counter() > give_up:
             child.send_signal(signal.SIGKILL)
             child.wait()
             return phase

@@ -9,6 +9,8 @@ a table and writes JSON under ``benchmarks/results/``.
 
 from __future__ import annotations
 
+import collections
+import hashlib
 import json
 import os
 import platform
@@ -17,7 +19,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,11 +33,14 @@ __all__ = [
     "Json",
     "Meter",
     "Target",
+    "child_result",
     "contender_names",
     "current_rss_mb",
     "dispatch",
+    "duplicate_creates",
     "emit_child_result",
     "environment",
+    "file_sha256",
     "format_table",
     "gateway_process",
     "name_list",
@@ -244,6 +249,11 @@ class Gateway:
         """The gateway's counters (``GET /_sim/stats``)."""
         return self._call("GET", self.url + "/_sim/stats")
 
+    def task_digests(self) -> list[Json]:
+        """Every task the gateway made: id, prompt, idempotency key, outcome, video sha256."""
+        tasks: list[Json] = self._call("GET", self.control_url + "/task_digests")["tasks"]
+        return tasks
+
     def cpu_seconds(self) -> float:
         """CPU seconds the gateway process has used so far."""
         return float(self._call("GET", self.control_url + "/cpu")["cpu_s"])
@@ -302,18 +312,41 @@ def run_child(script: Path, args: Sequence[str], *, timeout: float = 1800) -> Js
         timeout=timeout,
         check=False,
     )
-    results = [
-        line[len(RESULT_PREFIX) :]
-        for line in completed.stdout.splitlines()
-        if line.startswith(RESULT_PREFIX)
-    ]
-    if completed.returncode != 0 or not results:
+    result = child_result(completed.stdout)
+    if completed.returncode != 0 or result is None:
         raise RuntimeError(
             f"{script.name} {' '.join(args)} failed (exit {completed.returncode}):\n"
             f"{completed.stdout[-2000:]}"
         )
+    return result
+
+
+def child_result(stdout: str) -> Json | None:
+    """The measurements a child emitted (its last result line), or ``None`` if it emitted none."""
+    results = [
+        line[len(RESULT_PREFIX) :] for line in stdout.splitlines() if line.startswith(RESULT_PREFIX)
+    ]
+    if not results:
+        return None
     data: Json = json.loads(results[-1])
     return data
+
+
+# -- checking what a run left behind ----------------------------------------------------------
+
+
+def file_sha256(path: Path) -> str:
+    """The sha256 of a file on disk, read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while block := handle.read(1 << 20):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def duplicate_creates(keys: Iterable[object]) -> int:
+    """Tasks beyond the first per key (idempotency key, or request index): paid twice."""
+    return sum(count - 1 for count in collections.Counter(keys).values() if count > 1)
 
 
 # -- reporting --------------------------------------------------------------------------------

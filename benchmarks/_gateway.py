@@ -15,7 +15,10 @@ the benchmark's bookkeeping never shows in the gateway's request counters:
 - ``POST /rewind``: restart the sequence of job durations, so that every
   contender gets the same job lengths in the same order;
 - ``GET /cpu``: the CPU seconds this process has used (the gateway competes
-  with the client for the machine's cores).
+  with the client for the machine's cores);
+- ``GET /task_digests``: every task's id, prompt, idempotency key, outcome and
+  the sha256 of the bytes it serves, so a benchmark can check files on disk
+  against the server from another process.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import hashlib
 import itertools
 import json
 import random
@@ -104,10 +108,24 @@ async def _serve(args: argparse.Namespace) -> None:
             usage = resource.getrusage(resource.RUSAGE_SELF)
             return web.json_response({"cpu_s": usage.ru_utime + usage.ru_stime})
 
+        async def task_digests(request: web.Request) -> web.Response:
+            digests = [
+                {
+                    "id": task.id,
+                    "prompt": task.prompt,
+                    "idempotency_key": task.idempotency_key,
+                    "outcome": task.outcome.name,
+                    "sha256": hashlib.sha256(gateway.video_content(task.id)).hexdigest(),
+                }
+                for task in list(gateway.tasks.values())
+            ]
+            return web.json_response({"tasks": digests})
+
         control = web.Application()
         control.router.add_get("/tasks", tasks)
         control.router.add_post("/rewind", rewind)
         control.router.add_get("/cpu", cpu)
+        control.router.add_get("/task_digests", task_digests)
         runner = web.AppRunner(control, access_log=None)
         await runner.setup()
         await web.TCPSite(runner, "127.0.0.1", 0).start()

@@ -37,7 +37,15 @@ import time
 from pathlib import Path
 
 import attrs
-from _common import Column, Json, format_table, peak_rss_mb, write_results
+from _common import (
+    Column,
+    Json,
+    duplicate_creates,
+    file_sha256,
+    format_table,
+    peak_rss_mb,
+    write_results,
+)
 
 from asyncvideo import (
     GATEWAYS,
@@ -114,7 +122,7 @@ def _verify(gateway: FakeGateway, outcomes: list[object]) -> tuple[int, int]:
         if path is None or job is None:
             continue
         served = hashlib.sha256(gateway.video_content(job.id)).hexdigest()
-        saved = hashlib.sha256(Path(path).read_bytes()).hexdigest()
+        saved = file_sha256(Path(path))
         if served == saved:
             verified += 1
         else:
@@ -132,9 +140,6 @@ def _report(
     mismatched: int,
 ) -> Json:
     stats = gateway.stats
-    tasks_per_key = collections.Counter(
-        task.idempotency_key for task in gateway.tasks.values() if task.idempotency_key
-    )
     succeeded_on_server = sum(
         1 for task in gateway.tasks.values() if task.outcome.name == "SUCCEEDED"
     )
@@ -174,7 +179,9 @@ def _report(
         "tasks_succeeded_on_server": succeeded_on_server,
         "files_verified_sha256": verified,
         "files_mismatched": mismatched,
-        "duplicate_creates": sum(n - 1 for n in tasks_per_key.values() if n > 1),
+        "duplicate_creates": duplicate_creates(
+            task.idempotency_key for task in gateway.tasks.values() if task.idempotency_key
+        ),
         "ambiguous_creates_reported": errors_by_type.get(errors.CreateOutcomeUnknown.__name__, 0),
         "peak_rss_mb": round(peak_rss_mb(), 1),
     }

@@ -110,6 +110,9 @@ class GatewayConfig:
             profile's (new-api: 3 s, else 0).
         cdn_chunk_delay: real seconds the CDN pauses between chunks of a video
             (``chunk_size`` bytes each): a drip-fed download.
+        create_answer_delay: real seconds a create waits after the gateway
+            acted, before it answers: the window in which a client that dies
+            has paid for a task it never heard of.
         content_encoding: encode videos so on the wire whatever the client asks
             for; ``None`` = the profile's habit (LiteLLM gzips when the client
             accepts gzip; the others send them as they are).
@@ -165,6 +168,7 @@ class GatewayConfig:
     )
     content_lag: float | None = attrs.field(default=None, validator=v.optional(v.ge(0.0)))
     cdn_chunk_delay: float = attrs.field(default=0.0, validator=v.ge(0.0))
+    create_answer_delay: float = attrs.field(default=0.0, validator=v.ge(0.0))
     content_encoding: ContentEncoding | None = attrs.field(
         default=None, validator=v.optional(v.in_(("identity", "gzip")))
     )

@@ -383,6 +383,12 @@ class FakeGateway:
         try:
             await self._delay(route.kind)
             response = await self._guarded(ctx, auth=auth)
+            if route.kind == "create" and self._config.create_answer_delay:
+                await asyncio.sleep(self._config.create_answer_delay)  # real time, as latency
+        except ConnectionError:
+            # The client went away (killed, or gave up) before its answer: there
+            # is no one to answer, and a server does not log that as its own error.
+            ctx.dropped = True
         finally:
             self._leave(route.kind, response, ctx.dropped)
         if ctx.captured is not None and not ctx.dropped:

@@ -272,6 +272,47 @@ async def test_generation_task_family(http: aiohttp.ClientSession) -> None:
         assert data[4:8] == b"ftyp"
 
 
+async def test_create_answer_delay_makes_the_task_before_answering(
+    http: aiohttp.ClientSession,
+) -> None:
+    # The window a SIGKILL benchmark aims at: paid for, not yet told.
+    async with FakeGateway(api_key=KEY, create_answer_delay=0.2) as gw:
+        create = asyncio.ensure_future(
+            _post(http, f"{gw.url}/v1/videos/generations", json={"model": "sora-2", "prompt": "x"})
+        )
+        for _ in range(100_000):
+            if gw.stats.creates:
+                break
+            await asyncio.sleep(0)
+        assert gw.stats.creates == 1
+        assert not create.done()
+        assert gw.stats.in_flight["create"] == 1
+        status, created = await create
+        assert status == 200
+        assert list(gw.tasks) == [created["id"]]
+        assert gw.stats.in_flight["create"] == 0
+
+
+async def test_a_client_gone_before_its_answer_is_not_a_server_error(
+    http: aiohttp.ClientSession, caplog: pytest.LogCaptureFixture
+) -> None:
+    async with FakeGateway(api_key=KEY, durations=0.0, latency=0.1) as gw:
+        _, created = await _post(
+            http, f"{gw.url}/v1/videos/generations", json={"model": "sora-2", "prompt": "x"}
+        )
+        _, body = await _get(http, f"{gw.url}/v1/videos/generations/{created['id']}")
+        with pytest.raises(asyncio.TimeoutError):
+            await http.get(body["result"]["url"], timeout=aiohttp.ClientTimeout(total=0.02))
+        for _ in range(100):  # the CDN answers after its latency, to no one
+            if not gw.stats.in_flight["cdn"]:
+                break
+            await asyncio.sleep(0.01)
+        assert gw.stats.requests["cdn"] == 1
+        assert gw.stats.in_flight["cdn"] == 0
+        assert gw.stats.server_errors == 0
+        assert not [r for r in caplog.records if r.name.startswith("aiohttp")]
+
+
 async def test_failures_carry_an_error_object(http: aiohttp.ClientSession) -> None:
     async with FakeGateway(api_key=KEY, durations=0.0) as gw:
         _, created = await _post(

@@ -589,7 +589,7 @@ class VideoStream:
         self._variant = variant
         self._chunks: Chunks | None = None
         self._first: bytes | None = None
-        self._entered = self._holds_slot = False
+        self._entered = False
 
     def __repr__(self) -> str:
         return f"<VideoStream of {self.job.id!r} ({self.content_length or '?'} bytes)>"
@@ -607,9 +607,7 @@ class VideoStream:
             variant=self._variant,
             restartable=False,
         )
-        await self._slot.acquire()
-        self._holds_slot = True
-        self._chunks = body.chunks()
+        self._chunks = _in_slot(self._slot, body)
         try:
             _, self._first = await anext(self._chunks)
         except BaseException:
@@ -647,13 +645,22 @@ class VideoStream:
     async def aclose(self) -> None:
         """Release the connection and the download slot (safe to call twice)."""
         chunks, self._chunks, self._first = self._chunks, None, None
-        try:
-            if chunks is not None:
-                await chunks.aclose()
-        finally:
-            if self._holds_slot:
-                self._holds_slot = False
-                self._slot.release()
+        if chunks is not None:
+            await chunks.aclose()
+
+
+async def _in_slot(slot: asyncio.Semaphore, body: _VideoBody) -> Chunks:
+    """``body``'s chunks, holding a download slot from the first until they end.
+
+    The slot is taken and given back inside this generator, which holds no
+    reference to its :class:`VideoStream`: a stream a framework drops without
+    closing it (Starlette after a client disconnect) is garbage at once, and
+    the event loop's finalizer for async generators closes this one, which
+    releases the connection and the slot.
+    """
+    async with slot, contextlib.aclosing(body.chunks()) as chunks:
+        async for piece in chunks:
+            yield piece
 
 
 def _usable_url(connection: GatewayConnection, url: str, task_id: str | None) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Literal
 
+import aiohttp
 import anyio
 import anyio.lowlevel
 import attrs
@@ -167,6 +168,47 @@ async def test_a_stream_read_to_its_end_frees_the_slot_before_the_block_ends(
             await read_all(second)
     assert await read_all(first) == []  # ended, and stays ended
     await first.aclose()
+
+
+async def test_a_stream_dropped_without_closing_frees_its_slot(make_client: ClientFactory) -> None:
+    client = make_client(limits=Limits(max_downloads=1))
+    job = await finished_job(client)
+    stream = client.open_video(job)
+    await stream.__aenter__()
+    await anext(stream)
+    del stream  # what Starlette does after a client disconnect: no aclose, no __aexit__
+    with anyio.fail_after(5):
+        async with client.open_video(job) as again:
+            assert len(b"".join(await read_all(again))) == again.content_length
+
+
+async def test_an_aiohttp_handler_passes_the_video_on(
+    make_client: ClientFactory, gateway: FakeGateway
+) -> None:
+    client = make_client(limits=Limits(max_downloads=1))
+    job = await finished_job(client, "kling-v1")
+
+    async def clip(request: web.Request) -> web.StreamResponse:
+        async with client.open_video(job) as stream:
+            response = web.StreamResponse()
+            response.content_type = stream.content_type
+            response.content_length = stream.content_length
+            await response.prepare(request)
+            async for chunk in stream:
+                await response.write(chunk)
+            await response.write_eof()
+        return response
+
+    app = web.Application()
+    app.router.add_get("/clip", clip)
+    video = gateway.video_content(job.id)
+    async with TestServer(app, host="127.0.0.1") as server, aiohttp.ClientSession() as session:
+        for _ in range(2):  # the second waits for the only slot, which the first gave back
+            async with session.get(server.make_url("/clip")) as answer:
+                assert answer.headers["Content-Type"] == "video/mp4"
+                assert answer.content_length == len(video)
+                assert await answer.read() == video
+    assert gateway.stats.cdn_requests_with_auth == 0
 
 
 async def test_an_unfinished_job_or_an_unentered_stream_is_refused(client: Client) -> None:

@@ -5,6 +5,7 @@ Run (from the repository root; about ten seconds on a 2-core machine)::
     .venv/bin/python benchmarks/stream_memory.py
     .venv/bin/python benchmarks/stream_memory.py --sizes-mb 20 200 2000
     .venv/bin/python benchmarks/stream_memory.py --streams 4     # four at once
+    .venv/bin/python benchmarks/stream_memory.py --quick         # 20 MB and 100 MB
 
 A FakeGateway runs in a process of its own (jobs finish at once; openai
 vocabulary, so the videos come from the API's content endpoint). For each
@@ -12,8 +13,9 @@ size, a child process creates ``--streams`` tasks (not measured), resets its
 peak-RSS mark (``/proc/self/clear_refs``), notes its idle RSS, then reads
 every video through ``async with client.open_video(job) as stream: async
 for chunk in stream``, hashing the chunks and keeping none, as a web
-handler passing the bytes on would. The parent checks each hash against the
-gateway's bytes.
+handler passing the bytes on would. After the last child the parent checks
+each hash against the gateway's bytes (not before: a child starts with its
+parent's peak RSS, so the parent builds no video while children run).
 
 Reported: MB/s, CPU ms per MB, idle RSS, peak RSS above idle (target <= 16
 MB, the same at every size: memory does not grow with the file), and the
@@ -187,7 +189,7 @@ def parent_main(opts: argparse.Namespace) -> Json:
         for row in rows
     ]
     print()
-    print(f"stream_memory: open_video, {opts.streams} stream(s) at a time, bytes hashed and dropped")
+    print(f"stream_memory: open_video, {opts.streams} at a time, bytes hashed and dropped")
     print(format_table(rows, COLUMNS))
     print()
     for target in found:
@@ -213,6 +215,7 @@ def _parser() -> argparse.ArgumentParser:
         "--sizes-mb", type=float, nargs="+", default=[20.0, 200.0], help="one run per file size"
     )
     parser.add_argument("--streams", type=int, default=1, help="videos streamed at once")
+    parser.add_argument("--quick", action="store_true", help="20 MB and 100 MB")
     parser.add_argument("--chunk", type=int, default=256 * 1024, help="gateway write size")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--url", help=argparse.SUPPRESS)
@@ -221,7 +224,10 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def parse_options(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    return _parser().parse_args(argv)
+    opts = _parser().parse_args(argv)
+    if opts.quick:
+        opts.sizes_mb = [20.0, 100.0]
+    return opts
 
 
 def main(argv: Sequence[str] | None = None) -> None:

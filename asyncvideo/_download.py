@@ -68,6 +68,7 @@ from ._states import JobState
 from ._transport import GatewayConnection, HTTPResponse
 from .errors import (
     APIError,
+    AsyncVideoError,
     DownloadError,
     IntegrityError,
     TimeoutError,
@@ -153,7 +154,7 @@ class _RateFloor:
         self.waited, self.received = 0.0, 0
 
 
-Chunks = AsyncGenerator[tuple[int, bytes], None]
+_Chunks = AsyncGenerator[tuple[int, bytes], None]
 
 
 class _VideoBody:
@@ -192,16 +193,17 @@ class _VideoBody:
         """The bytes the next attempt will not fetch again."""
         return self.offset if self._validator else 0
 
-    def _start_over(self, reason: object) -> None:
+    def _start_over(self, reason: str | AsyncVideoError) -> None:
+        """Begin the body again at byte 0, or raise when bytes handed on cannot be taken back."""
         if self.offset and not self._restartable:
             raise DownloadError(
                 f"the video broke off after {self.offset} bytes and cannot be continued "
                 f"where it stopped: {reason}",
                 task_id=self._task_id,
-            )
+            ) from (reason if isinstance(reason, AsyncVideoError) else None)
         self.offset, self._validator, self._boxes = 0, None, BoxWalk()
 
-    async def chunks(self) -> Chunks:
+    async def chunks(self) -> _Chunks:
         """The whole body, from the first source that has it.
 
         Raises:
@@ -228,7 +230,7 @@ class _VideoBody:
                     exc.status,
                 )
 
-    async def _from(self, url: str) -> Chunks:
+    async def _from(self, url: str) -> _Chunks:
         """``url``'s body, tried again (resumed where possible) as the retry decision allows."""
         clock, retry = self._clock, self._connection.retry
         # Only the gateway's own content endpoint lags behind a success; a CDN that
@@ -269,7 +271,7 @@ class _VideoBody:
                     not_ready_waits += 1
             await clock.sleep(wait.delay)
 
-    async def _attempt(self, url: str) -> Chunks:
+    async def _attempt(self, url: str) -> _Chunks:
         """One request for the body, continuing it where the server can."""
         headers = {"Accept-Encoding": "identity"}
         validator = self._validator if self.offset else None
@@ -587,7 +589,7 @@ class VideoStream:
         self._clock = clock
         self._slot = slot
         self._variant = variant
-        self._chunks: Chunks | None = None
+        self._chunks: _Chunks | None = None
         self._first: bytes | None = None
         self._entered = False
 
@@ -649,7 +651,7 @@ class VideoStream:
             await chunks.aclose()
 
 
-async def _in_slot(slot: asyncio.Semaphore, body: _VideoBody) -> Chunks:
+async def _in_slot(slot: asyncio.Semaphore, body: _VideoBody) -> _Chunks:
     """``body``'s chunks, holding a download slot from the first until they end.
 
     The slot is taken and given back inside this generator, which holds no

@@ -20,6 +20,7 @@ from asyncvideo._boxes import BoxWalk, mp4_boxes_end
 from asyncvideo.testing import FakeGateway, make_mp4
 
 from .conftest import ClientFactory
+from .test_download import cut_range
 
 pytestmark = pytest.mark.anyio
 
@@ -336,7 +337,7 @@ async def test_a_drop_where_the_server_cannot_resume_is_a_download_error(cdn: St
         with pytest.raises(errors.DownloadError, match="after 12000 bytes") as caught:
             await stream_into(client, cdn_job(url), yielded)
     assert type(caught.value) is errors.DownloadError
-    assert isinstance(caught.value.__context__, errors.TransportError)
+    assert isinstance(caught.value.__cause__, errors.TransportError)
     assert b"".join(yielded) == VIDEO[:12_000]  # what was handed on is right, and ends there
     assert len(seen) == 1
 
@@ -377,6 +378,61 @@ async def test_a_body_cut_inside_a_box_resumes_even_without_a_length(cdn: StartC
         chunks = await read_all(stream)
     assert b"".join(chunks) == VIDEO
     assert [r.headers.get("Range") for r in seen] == [None, "bytes=25000-"]
+
+
+async def test_a_stream_cut_every_10_kb_arrives_whole(cdn: StartCdn) -> None:
+    async def handler(request: web.Request) -> web.StreamResponse:
+        return await cut_range(request, body=VIDEO, at_most=10_000)
+
+    url, seen = await cdn(handler)
+    async with client_on(url) as client, client.open_video(cdn_job(url)) as stream:
+        assert stream.content_length == len(VIDEO)
+        chunks = await read_all(stream)
+    assert b"".join(chunks) == VIDEO
+    # Each cut got further, so none counted against RetryPolicy.max_attempts (4).
+    assert [r.headers.get("Range") for r in seen] == [
+        None,
+        "bytes=10000-",
+        "bytes=20000-",
+        "bytes=30000-",
+    ]
+
+
+async def test_a_stream_that_gets_no_further_gives_up_after_max_attempts(cdn: StartCdn) -> None:
+    async def handler(request: web.Request) -> web.StreamResponse:
+        # 12,000 bytes, then every resume is answered and cut before its first byte.
+        at_most = 0 if "Range" in request.headers else 12_000
+        return await cut_range(request, body=VIDEO, at_most=at_most)
+
+    url, seen = await cdn(handler)
+    yielded: list[bytes] = []
+    async with client_on(url) as client:
+        with pytest.raises(errors.DownloadError, match=r"^download failed after 4 attempts"):
+            await stream_into(client, cdn_job(url), yielded)
+    assert b"".join(yielded) == VIDEO[:12_000]
+    assert len(seen) == 5  # the first made progress; four got nowhere
+
+
+@pytest.mark.parametrize(
+    ("sent", "reported"),
+    [
+        ("", "video/mp4"),
+        ("application/octet-stream", "video/mp4"),
+        ("video/quicktime", "video/quicktime"),
+    ],
+)
+async def test_the_content_type_is_the_servers_unless_it_says_nothing(
+    cdn: StartCdn, sent: str, reported: str
+) -> None:
+    async def handler(request: web.Request) -> web.StreamResponse:
+        response = web.Response(body=VIDEO)
+        response.headers["Content-Type"] = sent
+        return response
+
+    url, _ = await cdn(handler)
+    async with client_on(url) as client, client.open_video(cdn_job(url)) as stream:
+        assert b"".join(await read_all(stream)) == VIDEO
+    assert stream.content_type == reported
 
 
 async def test_a_lapsed_cdn_link_falls_back_to_the_content_endpoint(

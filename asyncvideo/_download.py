@@ -541,8 +541,8 @@ class VideoStream:
     and a dropped connection resumes with ``Range``/``If-Range`` within the
     same retry budget, so the chunks add up to one whole, verified file. Where
     the server cannot continue the same bytes, iteration raises
-    :class:`~asyncvideo.errors.DownloadError`, as it does for a body that ends
-    short of its length or without a ``moov`` box (after its last chunk).
+    :class:`~asyncvideo.errors.DownloadError`, as it does when the retry budget
+    runs out or the whole body has no ``moov`` box (after its last chunk).
 
     Leaving the ``async with`` (a web client that went away), the end of the
     body, or an error releases the connection and the slot at once. Memory

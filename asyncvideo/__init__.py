@@ -17,6 +17,7 @@ from ._clock import Clock as Clock
 from ._clock import ManualClock as ManualClock
 from ._clock import SystemClock as SystemClock
 from ._destination import check_output as check_output
+from ._download import VideoStream as VideoStream
 from ._events import DownloadedEvent as DownloadedEvent
 from ._events import Event as Event
 from ._events import EventHandler as EventHandler
@@ -87,6 +88,7 @@ __all__ = [
     "Timeouts",
     "VideoRequest",
     "VideoRequestFields",
+    "VideoStream",
     "__version__",
     "check_output",
     "errors",

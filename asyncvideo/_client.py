@@ -22,7 +22,7 @@ from ._batch_run import _Run
 from ._client_backend import ClientBackend
 from ._clock import Clock, SystemClock
 from ._destination import check_output, names_folder
-from ._download import download_job, safe_filename
+from ._download import VideoStream, download_job, safe_filename
 from ._events import (
     DownloadedEvent,
     EventHandler,
@@ -540,16 +540,50 @@ class Client:
         A batch uses this: it names its files itself and wants the size
         without another trip to the disk.
         """
-        provider = PROVIDERS[job.provider]
         async with self._slot("download"):
             return await download_job(
                 self._connection,
                 job,
                 path,
-                content_path=self.gateway.endpoints(provider.wire).content,
+                content_path=self._content_path(job),
                 clock=self.clock,
                 variant=variant,
             )
+
+    def open_video(self, job: Job, *, variant: str | None = None) -> VideoStream:
+        """A succeeded job's video as a stream of ``bytes`` chunks, for ``async with``.
+
+        For a web handler that passes the clip on without a temporary file. The
+        bytes come the way :meth:`download` fetches them (the key only to the
+        gateway's origin, CDN fallback, resumed drops, checked to be an MP4),
+        within the download slots of ``Limits.max_downloads``.
+
+        Args:
+            job: a succeeded job.
+            variant: asked of the content endpoint, as in :meth:`download`.
+
+        Returns:
+            A :class:`~asyncvideo.VideoStream`; entering it raises what
+            :meth:`download` would, before a byte is yielded.
+
+        Example:
+            >>> async def clip(client: Client, job: Job) -> None:  # doctest: +SKIP
+            ...     async with client.open_video(job) as stream:
+            ...         print(stream.content_type, stream.content_length)
+            ...         async for chunk in stream:
+            ...             await send(chunk)
+        """
+        return VideoStream(
+            job,
+            connection=self._connection,
+            content_path=self._content_path(job),
+            clock=self.clock,
+            slot=self._slot("download"),
+            variant=variant,
+        )
+
+    def _content_path(self, job: Job) -> str | None:
+        return self.gateway.endpoints(PROVIDERS[job.provider].wire).content
 
     async def generate(
         self,

@@ -1,12 +1,24 @@
-"""Streaming, resumable, verified downloads.
+"""Streaming, resumable, verified downloads: to a file, or chunk by chunk to the caller.
 
-The body streams to ``<dest>.part`` beside the destination in fixed chunks
-(memory does not grow with file size). A dropped connection resumes with
-``Range``/``If-Range``. The result must have the announced length, start like
-an MP4 (an ``ftyp`` box), have top-level boxes whose sizes add up to its length
-and hold a ``moov`` box (the index no player can do without) before it is
-fsynced and renamed into place, so a JSON error page is never saved as a video
-and a half file never appears under the final name.
+One path fetches every video body, :class:`_VideoBody`. It tries the job's
+sources in order (its own URL, usually a CDN, then the gateway's content
+endpoint: a CDN link can lapse before ``expires_at`` says), retries each with
+the one retry decision, resumes a dropped connection with ``Range``/``If-Range``,
+and checks the bytes as they pass: a JSON or HTML page is refused by its
+type, a fresh body must start with an ``ftyp`` box before any byte of it is
+handed on, it must have the announced length, and its top-level boxes must add
+up to that length and hold a ``moov`` box (the index no player can do
+without). Memory does not grow with file size. Two readers share it:
+
+* :func:`download_job` writes the body to ``<dest>.part`` beside the
+  destination, then fsyncs it and renames it into place, so a JSON error page
+  is never saved as a video and a half file never appears under the final
+  name. A file may start again from byte 0 (a server that cannot resume, a
+  lapsed link that falls back to the content endpoint, an encoded body).
+* :class:`VideoStream` (``Client.open_video``) hands the body to the caller.
+  Bytes handed over cannot be taken back, so a drop resumes only where the
+  server continues the same version of the file; otherwise the stream raises
+  :class:`~asyncvideo.errors.DownloadError`.
 
 Videos are asked for with ``Accept-Encoding: identity``. A server that encodes
 anyway (the LiteLLM proxy gzips content) announces the *encoded* length, so
@@ -17,10 +29,12 @@ new-api relay does until its poller catches up) is retried for
 ``RetryPolicy.not_ready_window`` seconds.
 
 A server that drips bytes is cut when the rate over a window falls below
-``RetryPolicy.min_download_rate`` (timed by the injected clock); one that sends
-nothing fails after ``Timeouts.read``. Both are retried by the one retry
-decision and count as failed attempts, while an attempt cut off after the
-file advanced does not: a CDN that drops every 300 KB still delivers 3 MB.
+``RetryPolicy.min_download_rate`` (timed by the injected clock, counting only
+time spent waiting on the server, not time a stream's reader holds a chunk);
+one that sends nothing fails after ``Timeouts.read``. Both are retried by the
+one retry decision and count as failed attempts, while an attempt cut off
+after the body advanced does not: a CDN that drops every 300 KB still
+delivers 3 MB.
 
 Every file-system failure (a folder that is a file, a read-only or full disk)
 is an :class:`~asyncvideo.errors.OutputError` naming the path, and a URL that
@@ -30,27 +44,31 @@ request.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
-import functools
 import hashlib
 import logging
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncGenerator, Mapping, Sequence
 from pathlib import Path
+from types import TracebackType
 from typing import BinaryIO
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 import anyio
 import attrs
 
+from ._boxes import BoxWalk, is_complete_mp4, looks_like_mp4, mp4_boxes_end
 from ._clock import Clock
 from ._fs import output_error
 from ._logtext import printable
 from ._models import Job
+from ._public import publish
 from ._states import JobState
 from ._transport import GatewayConnection, HTTPResponse
 from .errors import (
     APIError,
+    AsyncVideoError,
     DownloadError,
     IntegrityError,
     TimeoutError,
@@ -60,8 +78,9 @@ from .errors import (
 from .providers._parse import parse_json_object
 
 __all__ = [
+    "VideoStream",
     "download_job",
-    "download_to_file",
+    "is_complete_mp4",
     "looks_like_mp4",
     "mp4_boxes_end",
     "safe_filename",
@@ -69,10 +88,12 @@ __all__ = [
 
 logger = logging.getLogger("asyncvideo")
 
-# Real MP4s have a handful (fragmented ones a few hundred); this bounds a hostile file.
-_MAX_TOP_LEVEL_BOXES = 100_000
 _NOT_VIDEO_TYPES = ("application/json", "text/", "application/xml", "application/problem")
-
+#: Types that say nothing about the bytes; a body that passed the checks is an MP4.
+_UNTYPED = ("", "application/octet-stream", "binary/octet-stream")
+#: Answers from a video URL that lapsed before ``expires_at`` said: try the next source.
+_LAPSED = (403, 404, 410)
+_HEAD = 8  # bytes of the first box header: its size and "ftyp"
 
 #: A name's budget in UTF-8 bytes: file systems count bytes (255), and a batch adds
 #: an index and ``.mp4`` (and ``.part`` while downloading) around it.
@@ -98,99 +119,6 @@ def safe_filename(text: str) -> str:
     return f"{head}_{digest}"
 
 
-def looks_like_mp4(head: bytes) -> bool:
-    """True when ``head`` starts with an ISO base media ``ftyp`` box."""
-    return len(head) >= 8 and head[4:8] == b"ftyp"
-
-
-def _open_part(path: Path, offset: int) -> BinaryIO:
-    try:
-        handle = path.open("r+b" if offset else "w+b")
-    except FileNotFoundError:
-        # The folder is missing only the first time; creating it here saves a
-        # thread hop on every other download.
-        path.parent.mkdir(parents=True, exist_ok=True)
-        handle = path.open("r+b" if offset else "w+b")
-    handle.truncate(offset)
-    handle.seek(offset)
-    return handle
-
-
-def mp4_boxes_end(read_at: Callable[[int, int], bytes], size: int) -> int:
-    """Where the file's top-level boxes say it ends (``size`` when it is whole).
-
-    A body cut short (a close-delimited or gzip-encoded body has no length to
-    check) ends inside its last box, so the boxes reach past ``size``.
-
-    Raises:
-        IntegrityError: a box header no MP4 has.
-    """
-    return _walk_boxes(read_at, size)[0]
-
-
-def _walk_boxes(read_at: Callable[[int, int], bytes], size: int) -> tuple[int, set[bytes]]:
-    """Where the top-level boxes end, and the types of those that fit in ``size``."""
-    position = 0
-    kinds: set[bytes] = set()
-    for _ in range(_MAX_TOP_LEVEL_BOXES):
-        if position >= size:
-            return position, kinds
-        header = read_at(16, position)
-        if len(header) < 8:
-            return position + 8, kinds  # cut inside a box header
-        box_size = int.from_bytes(header[:4], "big")
-        kinds.add(header[4:8])
-        if box_size == 0:  # "extends to the end of the file"
-            return size, kinds
-        if box_size == 1:  # a 64-bit size follows the type
-            if len(header) < 16:
-                return position + 16, kinds
-            box_size = int.from_bytes(header[8:16], "big")
-            if box_size < 16:
-                raise IntegrityError(f"MP4 box at byte {position} has a size of {box_size}")
-        elif box_size < 8:
-            raise IntegrityError(f"MP4 box at byte {position} has a size of {box_size}")
-        position += box_size
-    raise IntegrityError(f"more than {_MAX_TOP_LEVEL_BOXES} top-level MP4 boxes")
-
-
-def is_complete_mp4(path: str | os.PathLike[str]) -> bool:
-    """Whether ``path`` holds a whole MP4 (boxes add up, ``moov`` present): blocking I/O."""
-    try:
-        with open(path, "rb") as handle:
-            size = os.fstat(handle.fileno()).st_size
-            end, kinds = _walk_boxes(functools.partial(os.pread, handle.fileno()), size)
-    except (OSError, IntegrityError):
-        return False
-    return end == size and b"ftyp" in kinds and b"moov" in kinds
-
-
-def _finish(handle: BinaryIO, part: Path, dest: Path, task_id: str | None) -> None:
-    try:
-        handle.flush()
-        size = os.fstat(handle.fileno()).st_size
-        end, kinds = _walk_boxes(functools.partial(os.pread, handle.fileno()), size)
-    except OSError as exc:
-        raise output_error(exc, part, "write", task_id) from exc
-    if end != size:
-        # Truncation is a transport failure: retried (resumed where a range is possible).
-        raise TransportError(f"the body ended at byte {size} inside an MP4 box ending at {end}")
-    if b"moov" not in kinds:
-        # Whole as sent, and still no video: fetching it again would give the same bytes.
-        raise IntegrityError(
-            "the downloaded body is not a playable MP4 (no moov box)", task_id=task_id
-        )
-    try:
-        os.fsync(handle.fileno())
-        handle.close()
-    except OSError as exc:
-        raise output_error(exc, part, "write", task_id) from exc
-    try:
-        os.replace(part, dest)
-    except OSError as exc:
-        raise output_error(exc, dest, "save the video as", task_id) from exc
-
-
 def _error_summary(body: bytes) -> str:
     payload = parse_json_object(body)
     if payload is not None:
@@ -203,84 +131,133 @@ def _error_summary(body: bytes) -> str:
 
 
 @attrs.define
-class _Part:
-    """``<dest>.part`` between attempts: how many bytes it holds and how to resume them."""
+class _RateFloor:
+    """Fails a body that arrives slower than ``rate`` bytes/s over each ``window``
+    seconds spent waiting for it."""
 
-    path: Path
-    offset: int = 0
-    validator: str | None = None  # ETag or Last-Modified of the bytes already in it
-    handle: BinaryIO | None = None
+    rate: float  # 0: no floor
+    window: float
+    waited: float = 0.0
+    received: int = 0
 
-    def kept(self) -> int:
-        """The bytes the next attempt will not fetch again."""
-        return self.offset if self.validator else 0
-
-    def resume_headers(self) -> dict[str, str]:
-        headers = {"Accept-Encoding": "identity"}
-        if self.offset and self.validator:
-            headers["Range"] = f"bytes={self.offset}-"
-            headers["If-Range"] = self.validator
-        return headers
-
-    def open_at(self, offset: int, task_id: str | None) -> BinaryIO:
-        self.close()
-        self.offset = offset
-        # Opening a local file takes microseconds; a thread hop costs more CPU.
-        try:
-            self.handle = _open_part(self.path, offset)
-        except OSError as exc:
-            raise output_error(exc, self.path, "open", task_id) from exc
-        return self.handle
-
-    def close(self) -> None:
-        if self.handle is not None:
-            self.handle.close()
-            self.handle = None
+    def add(self, count: int, waited: float, task_id: str) -> None:
+        self.received += count
+        self.waited += waited
+        if not self.rate or self.waited < self.window:
+            return
+        if self.received < self.rate * self.waited:
+            raise TimeoutError(
+                f"the download fell below {self.rate:g} bytes/s "
+                f"({self.received} bytes in {self.waited:.3g} s)",
+                task_id=task_id,
+            )
+        self.waited, self.received = 0.0, 0
 
 
-async def download_to_file(
-    connection: GatewayConnection,
-    url: str,
-    dest: Path,
-    *,
-    provider: str,
-    task_id: str | None,
-    clock: Clock,
-    params: Mapping[str, str] | None = None,
-) -> int:
-    """Stream ``url`` into ``dest``; returns the number of bytes written.
+_Chunks = AsyncGenerator[tuple[int, bytes], None]
 
-    Raises:
-        IntegrityError: the body is not an MP4 or its length is wrong.
-        DownloadError: the server sent something that is not a video, the
-            transfer kept failing (cut, stalled or too slow), or ``url``
-            cannot be used (no host, a port past 65535).
-        APIError: the server answered with an error status.
-        OutputError: the file system refused the ``.part`` or ``dest``.
+
+class _VideoBody:
+    """One video body, fetched from its sources in order: the one download path.
+
+    :meth:`chunks` yields ``(offset, chunk)``: where in the video each chunk
+    belongs. Each chunk continues the one before, except that a
+    ``restartable`` body may begin again at 0 (the file writer then starts its
+    ``.part`` again); one that is not raises DownloadError instead.
     """
-    if params:
-        url = _with_query(url, params)
-    url = _usable_url(connection, url, task_id)
-    part = _Part(dest.with_name(dest.name + ".part"))
-    attempt = not_ready_waits = most_kept = 0
-    # Only the gateway's own content endpoint lags behind a success; a CDN that
-    # says "not ready" falls back to that endpoint at once instead.
-    not_ready_until = (
-        clock.monotonic() + connection.retry.policy.not_ready_window
-        if connection.is_gateway_origin(connection.url(url))
-        else None
-    )
-    try:
+
+    def __init__(
+        self,
+        connection: GatewayConnection,
+        sources: Sequence[str],
+        *,
+        provider: str,
+        task_id: str,
+        clock: Clock,
+        restartable: bool,
+    ) -> None:
+        self._connection = connection
+        self._sources = sources
+        self._provider = provider
+        self._task_id = task_id
+        self._clock = clock
+        self._restartable = restartable
+        self.offset = 0  # bytes handed on so far
+        self.content_length: int | None = None
+        self.content_type = "video/mp4"
+        self._validator: str | None = None  # ETag or Last-Modified of the bytes handed on
+        self._boxes = BoxWalk()
+        self._head = b""  # a fresh body's first bytes, held until the ftyp box is seen
+
+    def _kept(self) -> int:
+        """The bytes the next attempt will not fetch again."""
+        return self.offset if self._validator else 0
+
+    def _start_over(self, reason: str | AsyncVideoError) -> None:
+        """Begin the body again at byte 0, or raise when bytes handed on cannot be taken back."""
+        if self.offset and not self._restartable:
+            raise DownloadError(
+                f"the video broke off after {self.offset} bytes and cannot be continued "
+                f"where it stopped: {reason}",
+                task_id=self._task_id,
+            ) from (reason if isinstance(reason, AsyncVideoError) else None)
+        self.offset, self._validator, self._boxes = 0, None, BoxWalk()
+
+    async def chunks(self) -> _Chunks:
+        """The whole body, from the first source that has it.
+
+        Raises:
+            IntegrityError: the body is not an MP4 or its length is wrong.
+            DownloadError: the server sent something that is not a video, the
+                transfer kept failing (cut, stalled or too slow), or it broke
+                off where a stream cannot continue it.
+            APIError: the last source answered with an error status.
+        """
+        last = len(self._sources) - 1
+        for index, url in enumerate(self._sources):
+            try:
+                async with contextlib.aclosing(self._from(url)) as pieces:
+                    async for piece in pieces:
+                        yield piece
+                return
+            except APIError as exc:
+                if index == last or exc.status not in _LAPSED:
+                    raise
+                self._start_over(exc)
+                logger.info(
+                    "video URL of %s refused (%s); trying the content endpoint",
+                    printable(self._task_id),
+                    exc.status,
+                )
+
+    async def _from(self, url: str) -> _Chunks:
+        """``url``'s body, tried again (resumed where possible) as the retry decision allows."""
+        clock, retry = self._clock, self._connection.retry
+        # Only the gateway's own content endpoint lags behind a success; a CDN that
+        # says "not ready" falls back to that endpoint at once instead.
+        not_ready_until = (
+            clock.monotonic() + retry.policy.not_ready_window
+            if self._connection.is_gateway_origin(url)
+            else None
+        )
+        attempt = not_ready_waits = 0
+        most_kept = self._kept()
         while True:
             try:
-                return await _attempt(connection, url, dest, part, provider, task_id, clock)
+                async with contextlib.aclosing(self._attempt(url)) as pieces:
+                    async for piece in pieces:
+                        yield piece
+                return
             except (TransportError, APIError) as exc:
-                exc.task_id = task_id  # a body cut while reading does not know its task
+                exc.task_id = self._task_id  # a body cut while reading does not know its task
+                kept = self._kept()
+                if self.offset and not kept:
+                    self._start_over(exc)  # a stream stops here: no retry can continue it
                 # Cut off, but further than ever: the budget is for attempts that
                 # get nowhere (a slow or stalled one always counts).
-                progressed = part.kept() > most_kept and not isinstance(exc, TimeoutError)
-                most_kept = max(most_kept, part.kept())
-                wait = connection.retry.after(
+                progressed = kept > most_kept and not isinstance(exc, TimeoutError)
+                most_kept = max(most_kept, kept)
+                wait = retry.after(
                     "download",
                     attempt,
                     exc,
@@ -292,145 +269,119 @@ async def download_to_file(
                     attempt += 1
                 elif not progressed:
                     not_ready_waits += 1
-                await clock.sleep(wait.delay)
-    except BaseException:
-        # Keep a resumable .part only while this call is retrying; a failed or
-        # cancelled download leaves nothing behind that could pass for a video.
-        part.close()
-        with anyio.CancelScope(shield=True), contextlib.suppress(OSError):
-            # A folder that is a file cannot hold a .part either; the error to
-            # show is the one that got us here.
-            await anyio.Path(part.path).unlink(missing_ok=True)
-        raise
+            await clock.sleep(wait.delay)
 
+    async def _attempt(self, url: str) -> _Chunks:
+        """One request for the body, continuing it where the server can."""
+        headers = {"Accept-Encoding": "identity"}
+        validator = self._validator if self.offset else None
+        if validator:
+            headers["Range"] = f"bytes={self.offset}-"
+            headers["If-Range"] = validator
+        async with self._connection.stream(
+            url, headers=headers, task_id=self._task_id, provider=self._provider
+        ) as response:
+            total = await self._begin(response, asked=bool(validator))
+            policy = self._connection.retry.policy
+            floor = _RateFloor(policy.min_download_rate, policy.download_rate_window)
+            clock = self._clock
+            asked_at = clock.monotonic()
+            async for received in response.iter_bytes():
+                floor.add(len(received), clock.monotonic() - asked_at, self._task_id)
+                chunk = self._past_head(received) if not self.offset else received
+                if chunk:
+                    offset = self.offset
+                    self._boxes.feed(chunk)
+                    self.offset += len(chunk)
+                    yield offset, chunk
+                asked_at = clock.monotonic()
+            self._check_end(total)
 
-async def _attempt(
-    connection: GatewayConnection,
-    url: str,
-    dest: Path,
-    part: _Part,
-    provider: str,
-    task_id: str | None,
-    clock: Clock,
-) -> int:
-    """One request for the body (resuming ``part`` where it can); the bytes in ``dest``."""
-    headers = part.resume_headers()
-    async with connection.stream(
-        url, headers=headers, task_id=task_id, provider=provider
-    ) as response:
-        content_type = response.headers.get("Content-Type", "").lower()
-        if content_type.startswith(_NOT_VIDEO_TYPES):
+    async def _begin(self, response: HTTPResponse, *, asked: bool) -> int | None:
+        """Check an answer before its body is read; the video's whole length if known."""
+        content_type = response.headers.get("Content-Type", "").strip()
+        if content_type.lower().startswith(_NOT_VIDEO_TYPES):
             body = await response.read(64 * 1024)
             raise DownloadError(
-                f"expected a video, got {content_type}: {_error_summary(body)}", task_id=task_id
+                f"expected a video, got {content_type.lower()}: {_error_summary(body)}",
+                task_id=self._task_id,
             )
         encoded = _is_encoded(response)
-        start = _body_start(response, part.offset, asked="Range" in headers)
+        start = _body_start(response, self.offset, asked=asked)
         if start is None:
-            part.validator = None  # ask for the whole body next time
+            self._validator = None  # ask for the whole body next time
             raise TransportError(
                 "the server answered with a range that does not continue the file "
                 f"({response.headers.get('Content-Range', 'no Content-Range')})",
-                task_id=task_id,
+                task_id=self._task_id,
             )
+        if start != self.offset:
+            self._start_over(f"the server sent it again from byte {start}")
+        self._head = b""
         total = None if encoded else _expected_total(response, start)
-        part.validator = (
+        self._validator = (
             None
             if encoded
             else (response.headers.get("ETag") or response.headers.get("Last-Modified"))
         )
-        handle = part.open_at(start, task_id)
-        policy = connection.retry.policy
-        floor = _RateFloor(
-            clock, policy.min_download_rate, policy.download_rate_window, clock.monotonic()
-        )
-        written = await _write_body(response, handle, part, floor, task_id)
-        if total is not None and written != total:
-            raise TransportError(
-                f"connection ended after {written} of {total} bytes", task_id=task_id
-            )
-        if written < 8:
+        if not start:
+            self.content_length = total
+            untyped = content_type.partition(";")[0].strip().lower() in _UNTYPED
+            self.content_type = "video/mp4" if untyped else content_type
+        return total
+
+    def _past_head(self, received: bytes) -> bytes:
+        """Hold a fresh body's bytes until its first box header shows an MP4."""
+        self._head += received
+        if len(self._head) < _HEAD:
+            return b""
+        if not looks_like_mp4(self._head):
             raise IntegrityError(
-                f"the downloaded body is {written} bytes, not a video", task_id=task_id
+                "the downloaded body is not an MP4 (no ftyp box)", task_id=self._task_id
             )
-        await anyio.to_thread.run_sync(_finish, handle, part.path, dest, task_id)
-        part.handle = None
-        return written
+        head, self._head = self._head, b""
+        return head
 
-
-@attrs.define
-class _RateFloor:
-    """Fails a body that arrives slower than ``rate`` bytes/s over each ``window`` seconds."""
-
-    clock: Clock
-    rate: float  # 0: no floor
-    window: float
-    since: float
-    received: int = 0
-
-    def add(self, count: int, task_id: str | None) -> None:
-        self.received += count
-        now = self.clock.monotonic()
-        elapsed = now - self.since
-        if not self.rate or elapsed < self.window:
-            return
-        if self.received < self.rate * elapsed:
-            raise TimeoutError(
-                f"the download fell below {self.rate:g} bytes/s "
-                f"({self.received} bytes in {elapsed:.3g} s)",
-                task_id=task_id,
+    def _check_end(self, total: int | None) -> None:
+        """The body ended: whole, or a TransportError the retry decision resumes."""
+        size = self.offset + len(self._head)
+        if total is not None and size != total:
+            raise TransportError(
+                f"connection ended after {size} of {total} bytes", task_id=self._task_id
             )
-        self.since, self.received = now, 0
+        if size < _HEAD:
+            raise IntegrityError(
+                f"the downloaded body is {size} bytes, not a video", task_id=self._task_id
+            )
+        end = self._boxes.end()
+        if end != size:
+            raise TransportError(f"the body ended at byte {size} inside an MP4 box ending at {end}")
+        if b"moov" not in self._boxes.kinds:
+            # Whole as sent, and still no video: fetching it again would give the same bytes.
+            raise IntegrityError(
+                "the downloaded body is not a playable MP4 (no moov box)", task_id=self._task_id
+            )
 
 
-async def _write_body(
-    response: HTTPResponse, handle: BinaryIO, part: _Part, floor: _RateFloor, task_id: str | None
-) -> int:
-    """Append the body to ``handle``, checking that a fresh file starts like an MP4."""
-    written = part.offset
-    head: bytes | None = None if written else b""
-    async for chunk in response.iter_bytes():
-        if head is not None:
-            head += chunk[:8]
-            if len(head) >= 8:
-                if not looks_like_mp4(head):
-                    raise IntegrityError(
-                        "the downloaded body is not an MP4 (no ftyp box)", task_id=task_id
-                    )
-                head = None
-        # Each socket read goes straight to the page cache (cheaper inline than a
-        # thread hop, and a drop loses nothing already received); the slow part,
-        # fsync, runs in a worker thread.
-        try:
-            handle.write(chunk)
-        except OSError as exc:
-            raise output_error(exc, part.path, "write", task_id) from exc
-        written += len(chunk)
-        part.offset = written
-        floor.add(len(chunk), task_id)
-    return written
-
-
-async def download_job(
+def _job_body(
     connection: GatewayConnection,
     job: Job,
-    dest: Path,
     *,
     content_path: str | None,
     clock: Clock,
-    variant: str | None = None,
-) -> int:
-    """Download a succeeded job's video from wherever it is; returns the bytes written.
+    variant: str | None,
+    restartable: bool,
+) -> _VideoBody:
+    """A succeeded job's video body: its own URL first, then the content endpoint.
 
-    The job's own URL first (a CDN, usually), then the gateway's content
-    endpoint (``content_path``, ``{id}`` standing for the task id): a CDN link
-    can lapse before ``expires_at`` says, and the gateway may still serve the
-    video. A ``variant`` is asked of the content endpoint only.
+    ``content_path`` has ``{id}`` for the task id. A ``variant`` is asked of the
+    content endpoint only.
 
     Raises:
         JobFailedError: the job failed or was cancelled.
-        DownloadError: the job has not succeeded, or has no video anywhere.
-        VideoExpiredError: its ``expires_at`` has passed (nothing is sent).
+        DownloadError: the job has not succeeded, has no video anywhere, or
+            its URL cannot be used.
+        VideoExpiredError: its ``expires_at`` has passed.
     """
     job.raise_for_state()
     if job.state is not JobState.SUCCEEDED:
@@ -449,29 +400,269 @@ async def download_job(
             sources.append(content_url)
     if not sources:
         raise DownloadError(f"job {job.id} has no video URL", task_id=job.id)
-    provider = job.provider
-    for url in sources[:-1]:
-        try:
-            return await download_to_file(
-                connection, url, dest, provider=provider, task_id=job.id, clock=clock
-            )
-        except APIError as exc:
-            if exc.status not in (403, 404, 410):
-                raise
-            logger.info(
-                "video URL of %s refused (%s); trying the content endpoint",
-                printable(job.id),
-                exc.status,
-            )
-    return await download_to_file(
+    if variant:
+        sources[-1] = _with_query(sources[-1], {"variant": variant})
+    return _VideoBody(
         connection,
-        sources[-1],
-        dest,
-        provider=provider,
+        [_usable_url(connection, url, job.id) for url in sources],
+        provider=job.provider,
         task_id=job.id,
         clock=clock,
-        params={"variant": variant} if variant else None,
+        restartable=restartable,
     )
+
+
+# -- to a file -----------------------------------------------------------------------------
+
+
+@attrs.define
+class _Part:
+    """``<dest>.part`` while a download writes it."""
+
+    path: Path
+    task_id: str
+    offset: int = 0  # the bytes in it
+    handle: BinaryIO | None = None
+
+    def write(self, offset: int, chunk: bytes) -> None:
+        # Each socket read goes straight to the page cache (cheaper inline than a
+        # thread hop, and a drop loses nothing already received); the slow part,
+        # fsync, runs in a worker thread.
+        handle = self.handle
+        if handle is None or offset != self.offset:
+            handle = self._open_at(offset)
+        try:
+            handle.write(chunk)
+        except OSError as exc:
+            raise output_error(exc, self.path, "write", self.task_id) from exc
+        self.offset = offset + len(chunk)
+
+    def _open_at(self, offset: int) -> BinaryIO:
+        self.close()
+        # Opening a local file takes microseconds; a thread hop costs more CPU.
+        try:
+            try:
+                handle = self.path.open("r+b" if offset else "w+b")
+            except FileNotFoundError:
+                # The folder is missing only the first time; creating it here saves
+                # a thread hop on every other download.
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                handle = self.path.open("r+b" if offset else "w+b")
+            handle.truncate(offset)
+            handle.seek(offset)
+        except OSError as exc:
+            raise output_error(exc, self.path, "open", self.task_id) from exc
+        self.handle, self.offset = handle, offset
+        return handle
+
+    def finish(self, dest: Path) -> None:
+        """Flush, fsync and rename into place: blocking, for a worker thread."""
+        handle = self.handle
+        assert handle is not None  # a body that ends whole has handed on its 8-byte head
+        try:
+            handle.flush()
+            os.fsync(handle.fileno())
+            handle.close()
+        except OSError as exc:
+            raise output_error(exc, self.path, "write", self.task_id) from exc
+        try:
+            os.replace(self.path, dest)
+        except OSError as exc:
+            raise output_error(exc, dest, "save the video as", self.task_id) from exc
+
+    def close(self) -> None:
+        if self.handle is not None:
+            self.handle.close()
+            self.handle = None
+
+
+async def download_job(
+    connection: GatewayConnection,
+    job: Job,
+    dest: Path,
+    *,
+    content_path: str | None,
+    clock: Clock,
+    variant: str | None = None,
+) -> int:
+    """Download a succeeded job's video to ``dest``; returns the bytes written.
+
+    The body of :class:`_VideoBody`, written to ``<dest>.part``, then fsynced and
+    renamed into place.
+
+    Raises:
+        JobFailedError: the job failed or was cancelled.
+        DownloadError: the job has not succeeded, has no video anywhere, or the
+            body could not be fetched or did not verify.
+        VideoExpiredError: its ``expires_at`` has passed (nothing is sent).
+        OutputError: the file system refused the ``.part`` or ``dest``.
+    """
+    body = _job_body(
+        connection,
+        job,
+        content_path=content_path,
+        clock=clock,
+        variant=variant,
+        restartable=True,
+    )
+    part = _Part(dest.with_name(dest.name + ".part"), job.id)
+    try:
+        async with contextlib.aclosing(body.chunks()) as chunks:
+            async for offset, chunk in chunks:
+                part.write(offset, chunk)
+        await anyio.to_thread.run_sync(part.finish, dest)
+    except BaseException:
+        # Keep a .part only while this call is retrying; a failed or cancelled
+        # download leaves nothing behind that could pass for a video.
+        part.close()
+        with anyio.CancelScope(shield=True), contextlib.suppress(OSError):
+            # A folder that is a file cannot hold a .part either; the error to
+            # show is the one that got us here.
+            await anyio.Path(part.path).unlink(missing_ok=True)
+        raise
+    return body.offset
+
+
+# -- to the caller -------------------------------------------------------------------------
+
+
+class VideoStream:
+    """A succeeded job's video as an async iterator of ``bytes`` chunks.
+
+    Made by :meth:`Client.open_video <asyncvideo.Client.open_video>`; use it as an
+    async context manager. Entering checks the job (a video past ``expires_at``
+    raises :class:`~asyncvideo.errors.VideoExpiredError` before any request),
+    takes a download slot (``Limits.max_downloads``) and reads until the first
+    MP4 box is in hand: an error page, a broken link or a body that is no MP4
+    raises there, before a byte is yielded, and the headers a web response
+    needs are known. The bytes come from the same path as
+    :meth:`Client.download <asyncvideo.Client.download>`: the key only to the
+    gateway's origin, a lapsed CDN link falls back to the content endpoint,
+    and a dropped connection resumes with ``Range``/``If-Range`` within the
+    same retry budget, so the chunks add up to one whole, verified file. Where
+    the server cannot continue the same bytes, iteration raises
+    :class:`~asyncvideo.errors.DownloadError`, as it does when the retry budget
+    runs out or the whole body has no ``moov`` box (after its last chunk).
+
+    Leaving the ``async with`` (a web client that went away), the end of the
+    body, or an error releases the connection and the slot at once. Memory
+    does not grow with the file: one network chunk is held at a time.
+
+    Attributes:
+        job: the job whose video this is.
+        content_length: the video's size in bytes, or ``None`` when the server
+            did not say (or sent it encoded).
+        content_type: the server's ``Content-Type`` (``video/mp4`` when it gave
+            none, or only ``application/octet-stream``).
+
+    Example:
+        An aiohttp handler that passes a clip on without a temporary file::
+
+            async def clip(request: web.Request) -> web.StreamResponse:
+                job = await client.get(request.match_info["ref"])
+                async with client.open_video(job) as stream:
+                    response = web.StreamResponse()
+                    response.content_type = stream.content_type
+                    response.content_length = stream.content_length
+                    await response.prepare(request)
+                    async for chunk in stream:
+                        await response.write(chunk)
+                    await response.write_eof()
+                return response
+    """
+
+    def __init__(
+        self,
+        job: Job,
+        *,
+        connection: GatewayConnection,
+        content_path: str | None,
+        clock: Clock,
+        slot: asyncio.Semaphore,
+        variant: str | None = None,
+    ) -> None:
+        self.job = job
+        self.content_length: int | None = None
+        self.content_type = "video/mp4"
+        self._connection = connection
+        self._content_path = content_path
+        self._clock = clock
+        self._slot = slot
+        self._variant = variant
+        self._chunks: _Chunks | None = None
+        self._first: bytes | None = None
+        self._entered = False
+
+    def __repr__(self) -> str:
+        return f"<VideoStream of {self.job.id!r} ({self.content_length or '?'} bytes)>"
+
+    async def __aenter__(self) -> VideoStream:
+        if self._entered:
+            raise RuntimeError("a VideoStream is entered once")
+        self._entered = True
+        # Before the slot: an expired video need not wait for one to find out.
+        body = _job_body(
+            self._connection,
+            self.job,
+            content_path=self._content_path,
+            clock=self._clock,
+            variant=self._variant,
+            restartable=False,
+        )
+        self._chunks = _in_slot(self._slot, body)
+        try:
+            _, self._first = await anext(self._chunks)
+        except BaseException:
+            await self.aclose()
+            raise
+        self.content_length, self.content_type = body.content_length, body.content_type
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    def __aiter__(self) -> VideoStream:
+        return self
+
+    async def __anext__(self) -> bytes:
+        if self._first is not None:
+            chunk, self._first = self._first, None
+            return chunk
+        if self._chunks is None:
+            if not self._entered:
+                raise RuntimeError("use `async with client.open_video(job) as stream`")
+            raise StopAsyncIteration
+        try:
+            _, chunk = await anext(self._chunks)
+        except BaseException:  # the end, an error or a cancel: nothing more to hold open
+            await self.aclose()
+            raise
+        return chunk
+
+    async def aclose(self) -> None:
+        """Release the connection and the download slot (safe to call twice)."""
+        chunks, self._chunks, self._first = self._chunks, None, None
+        if chunks is not None:
+            await chunks.aclose()
+
+
+async def _in_slot(slot: asyncio.Semaphore, body: _VideoBody) -> _Chunks:
+    """``body``'s chunks, holding a download slot from the first until they end.
+
+    The slot is taken and given back inside this generator, which holds no
+    reference to its :class:`VideoStream`: a stream a framework drops without
+    closing it (Starlette after a client disconnect) is garbage at once, and
+    the event loop's finalizer for async generators closes this one, which
+    releases the connection and the slot.
+    """
+    async with slot, contextlib.aclosing(body.chunks()) as chunks:
+        async for piece in chunks:
+            yield piece
 
 
 def _usable_url(connection: GatewayConnection, url: str, task_id: str | None) -> str:
@@ -530,3 +721,6 @@ def _expected_total(response: HTTPResponse, offset: int) -> int | None:
     if not length_text.isdigit():
         return None
     return int(length_text) + (offset if response.status == 206 else 0)
+
+
+publish(VideoStream)

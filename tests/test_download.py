@@ -261,6 +261,23 @@ async def cut_short(
     return response
 
 
+async def cut_range(request: web.Request, *, body: bytes, at_most: int) -> web.StreamResponse:
+    """Announce ``body`` from where the Range says, send ``at_most`` bytes of it, then drop
+    the connection: a CDN that cuts every answer short, and resumes."""
+    start = int(request.headers.get("Range", "bytes=0-").removeprefix("bytes=").rstrip("-"))
+    headers = {"ETag": '"v1"', "Content-Length": str(len(body) - start)}
+    if start:
+        headers["Content-Range"] = f"bytes {start}-{len(body) - 1}/{len(body)}"
+    response = web.StreamResponse(status=206 if start else 200, headers=headers)
+    response.content_type = "video/mp4"
+    await response.prepare(request)
+    await response.write(body[start : start + at_most])
+    if start + at_most < len(body):
+        assert request.transport is not None
+        request.transport.close()
+    return response
+
+
 def rest_of_video(start: int, *, total: str = str(len(VIDEO)), **headers: str) -> web.Response:
     span = f"bytes {start}-{len(VIDEO) - 1}/{total}"
     return video(VIDEO[start:], status=206, headers={"Content-Range": span, **headers})
@@ -873,18 +890,7 @@ async def test_point_5_a_file_cut_every_300_kb_arrives_because_each_cut_made_pro
     big = make_mp4(3_000_000, "big")
 
     async def handler(request: web.Request) -> web.StreamResponse:
-        start = int(request.headers.get("Range", "bytes=0-").removeprefix("bytes=").rstrip("-"))
-        headers = {"ETag": '"v1"', "Content-Length": str(len(big) - start)}
-        if start:
-            headers["Content-Range"] = f"bytes {start}-{len(big) - 1}/{len(big)}"
-        response = web.StreamResponse(status=206 if start else 200, headers=headers)
-        response.content_type = "video/mp4"
-        await response.prepare(request)
-        await response.write(big[start : start + 300_000])
-        if start + 300_000 < len(big):
-            assert request.transport is not None
-            request.transport.close()
-        return response
+        return await cut_range(request, body=big, at_most=300_000)
 
     cdn = await start_cdn(handler)
     async with cdn_client(cdn, ManualClock()) as client:

@@ -39,7 +39,16 @@ def test_errors_all_is_sorted_and_complete() -> None:
 
 
 def test_reprs_name_the_public_module() -> None:
-    for name in ("Client", "Job", "VideoRequest", "Limits", "PollPolicy", "Outcome", "JobState"):
+    for name in (
+        "Client",
+        "Job",
+        "VideoRequest",
+        "Limits",
+        "PollPolicy",
+        "Outcome",
+        "JobState",
+        "VideoStream",
+    ):
         assert getattr(asyncvideo, name).__module__ == "asyncvideo", name
 
 

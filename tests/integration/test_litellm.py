@@ -75,6 +75,18 @@ async def test_generate_many_through_litellm(
     assert upstream.stats.creates == 20
 
 
+async def test_a_video_streams_through_litellm_as_the_upstream_served_it(
+    litellm_proxy: LiteLLMProxy, upstream: FakeGateway
+) -> None:
+    async with client_for(litellm_proxy) as client:
+        job = await client.wait(await client.submit(prompt="a lantern", model="sora-2"))
+        async with client.open_video(job) as stream:
+            chunks = [chunk async for chunk in stream]
+    video = upstream.video_content(upstream_id(job.id))
+    assert b"".join(chunks) == video
+    assert stream.content_length == len(video)  # asked for identity, so not gzipped
+
+
 async def test_master_key_is_never_logged(
     litellm_proxy: LiteLLMProxy, caplog: pytest.LogCaptureFixture
 ) -> None:

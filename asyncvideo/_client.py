@@ -262,7 +262,9 @@ class Client:
         cannot take raises :class:`~asyncvideo.errors.ValidationError` and the
         gateway sees nothing. The create carries an ``Idempotency-Key``
         (``request.idempotency_key``, or a fresh one) and is retried only where
-        the gateway provably did not act on it.
+        the gateway provably did not act on it. On a client with ``webhook_url``,
+        a create to a provider that takes callbacks (Vidu, Kling) carries that
+        URL and the key as our reference of the job (see :meth:`notify`).
 
         Args:
             request: the request; or give its fields as keywords.

@@ -273,6 +273,53 @@ async def test_duplicate_callbacks_cost_one_status_query_and_one_download(
     assert paths[0].stat().st_size == 16 * 1024
 
 
+async def test_a_callback_while_a_poll_is_out_asks_once_more_if_that_poll_missed_it(
+    held: HeldClock,
+) -> None:
+    # The poll in flight may have been answered just before the task ended: the
+    # callback then deserves one more look, at once, not a minute later.
+    async with (
+        FakeGateway(clock=held, api_key=KEY, durations=100.0, latency=0.05) as gw,
+        Client(api_key=KEY, base_url=gw.url, clock=held, webhook_url=REMOTE_HOOK) as c,
+    ):
+        job = await c.submit(prompt="a", model="viduq1")
+        async with anyio.create_task_group() as group:
+            group.start_soon(c.wait, job)
+            await _settle()
+            held.advance(70.0)  # past the first safety poll (60 s +- 10%)
+            await _until(lambda: gw.stats.in_flight["status"] == 1)
+            assert c.notify(job) is True
+            assert c.notify(job) is True  # a duplicate asks for no third poll
+            await _until(lambda: _statuses(gw) == 2)
+            await _until(lambda: gw.stats.in_flight["status"] == 0)
+            await asyncio.sleep(0.1)  # room for a third poll, were one due
+            group.cancel_scope.cancel()
+        assert _statuses(gw) == 2
+        assert held.monotonic() == 70.0
+
+
+async def test_a_woken_job_leaves_one_live_heap_entry_and_others_undisturbed(
+    held: HeldClock, held_gateway: FakeGateway
+) -> None:
+    async with Client(
+        api_key=KEY, base_url=held_gateway.url, clock=held, webhook_url=REMOTE_HOOK
+    ) as c:
+        first = await c.submit(prompt="a", model="viduq1")
+        second = await c.submit(prompt="b", model="viduq1")
+        async with anyio.create_task_group() as group:
+            group.start_soon(c.wait, first)
+            group.start_soon(c.wait, second)
+            await _settle()
+            assert c._poller.scheduled == 2
+            held.advance(25.0)
+            assert c.notify(first) is True
+            await _until(lambda: len(c._poller) == 1)  # the first is done, the second waits
+            assert c._poller.scheduled == 1  # the superseded entry is not counted
+            assert _statuses(held_gateway) == 1
+            group.cancel_scope.cancel()
+        assert c._poller.scheduled == 0
+
+
 # -- lost callbacks: the safety interval -----------------------------------------------------
 
 

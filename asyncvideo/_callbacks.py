@@ -29,10 +29,12 @@ __all__ = [
 #: The query parameter of the callback URL that carries our reference of the job.
 CALLBACK_TOKEN_PARAM = "asyncvideo_token"
 
-#: References remembered at most (the oldest go first): a long-lived web app
-#: submitting without end must not grow without bound. A forgotten reference
-#: only means the callback is matched by (provider, task id) instead.
-_MAX_REMEMBERED = 65_536
+#: References remembered at most (the oldest go first; about 300 bytes each): a
+#: web app that submits without waiting must not grow without bound. A task is
+#: forgotten anyway once a wait sees it end; a reference forgotten early only
+#: means its callback is matched by (provider, task id), and a later wait polls
+#: it on the normal schedule.
+_MAX_REMEMBERED = 16_384
 
 
 def check_webhook_url(url: str) -> str:
@@ -99,6 +101,12 @@ class CallbackTasks:
         while len(self._by_token) > self._limit:
             _, dropped = self._by_token.popitem(last=False)
             self._tasks.pop(dropped, None)
+
+    def forget(self, provider: str, task_id: str) -> None:
+        """Drop a task that has ended: its late callbacks find no watch either way."""
+        token = self._tasks.pop((provider, task_id), None)
+        if token is not None:
+            self._by_token.pop(token, None)
 
     def task_for(self, token: str) -> tuple[str, str] | None:
         """The ``(provider, task id)`` our reference ``token`` named, if remembered."""

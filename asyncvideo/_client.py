@@ -444,9 +444,17 @@ class Client:
         self, job: Job, *, policy: PollPolicy, deadline: float, listener: PollListener
     ) -> Watch:
         """Register ``job`` with the poller; a job made with our callback URL polls slowly."""
-        callback = self._callback_tasks.expects_callback(job.provider, job.id)
+        callbacks = self._callback_tasks
+        if not callbacks.expects_callback(job.provider, job.id):
+            return self._poller.watch(job, policy=policy, deadline=deadline, listener=listener)
+
+        def forget_when_ended(update: PollUpdate) -> None:
+            if update.job.is_terminal:
+                callbacks.forget(job.provider, job.id)
+            listener(update)
+
         return self._poller.watch(
-            job, policy=policy, deadline=deadline, listener=listener, callback=callback
+            job, policy=policy, deadline=deadline, listener=forget_when_ended, callback=True
         )
 
     def notify(self, job: Job, *, token: str | None = None) -> bool:
@@ -459,6 +467,7 @@ class Client:
         notification for a job whose poll is already due or in flight, or
         whose wait has ended, sends nothing, so duplicate callbacks cost one
         status request and never a second download.
+        Call it on the client's event loop (an aiohttp or ASGI handler runs there).
 
         Args:
             job: the callback's snapshot (its ``provider`` and ``id`` are used).

@@ -20,7 +20,7 @@ import pytest
 from aiohttp import web
 
 from asyncvideo import Client, Job, JobState, ManualClock, PollPolicy, VideoRequest
-from asyncvideo._callbacks import CALLBACK_TOKEN_PARAM, token_from_callback_url
+from asyncvideo._callbacks import CALLBACK_TOKEN_PARAM, CallbackTasks, token_from_callback_url
 from asyncvideo.errors import ConfigurationError, JobTimeoutError
 from asyncvideo.providers import PROVIDERS
 from asyncvideo.testing import FakeGateway
@@ -268,6 +268,7 @@ async def test_duplicate_callbacks_cost_one_status_query_and_one_download(
         late = c.notify(snapshot, token="dup")  # after the job finished
     assert answers[:4] == [True] * 4
     assert late is False
+    assert len(c._callback_tasks) == 0  # an ended job's reference is not kept
     assert _statuses(held_gateway) == 1
     assert held_gateway.stats.downloads_completed == 1
     assert paths[0].stat().st_size == 16 * 1024
@@ -435,6 +436,19 @@ def test_the_webhook_secret_is_scrubbed_like_the_key() -> None:
     assert SECRET not in scrub.text(echoed)
     assert KEY not in scrub.text(echoed)
     assert SECRET.encode() not in scrub.body(echoed.encode())
+
+
+def test_the_references_kept_are_bounded_oldest_first() -> None:
+    tasks = CallbackTasks(limit=2)
+    for n in range(3):
+        tasks.add(f"key-{n}", "vidu", f"task-{n}")
+    assert tasks.task_for("key-0") is None
+    assert tasks.task_for("key-2") == ("vidu", "task-2")
+    assert not tasks.expects_callback("vidu", "task-0")
+    assert tasks.expects_callback("vidu", "task-1")
+    tasks.forget("vidu", "task-1")
+    assert tasks.task_for("key-1") is None
+    assert len(tasks) == 1
 
 
 def test_the_token_is_read_back_from_the_callback_url() -> None:

@@ -37,6 +37,7 @@ __all__ = [
     "render_progress",
     "render_timestamp",
     "status_body",
+    "vidu_callback_body",
 ]
 
 Json = dict[str, object]
@@ -209,6 +210,38 @@ def _generation_task(task: Task, view: View) -> Json:
     if error is not None:
         body["error"] = error
     return body
+
+
+def vidu_callback_body(task: Task, view: View) -> Json:
+    """What Vidu POSTs to ``callback_url``: its own task body, whoever relayed the create.
+
+    A relay passes ``callback_url`` and ``payload`` (from ``metadata``) through
+    to Vidu, so the body names Vidu's task id, not the relay's, and echoes
+    ``payload`` (new-api ``relay/channel/task/vidu``; Vidu's task query shape).
+    """
+    failed = view.snapshot.phase is Phase.FAILED
+    metadata = task.params.get("metadata")
+    payload = metadata.get("payload") if isinstance(metadata, dict) else None
+    creations: list[Json] = []
+    if view.url is not None:
+        creations.append(
+            {
+                "id": f"{task.upstream_id or task.id}-0",
+                "url": view.url,
+                "cover_url": f"{view.url}.jpg",
+                "watermarked_url": view.url,
+            }
+        )
+    return {
+        "id": task.upstream_id or task.id,
+        "state": _status(NATIVE_WORDS[Provider.VIDU], view),
+        "err_code": task.error.code if failed and task.error is not None else "",
+        "credits": 4 if not failed else 0,
+        "payload": payload if isinstance(payload, str) else "",
+        "bgm": False,
+        "off_peak": False,
+        "creations": creations,
+    }
 
 
 _STATUS_RENDERERS: Mapping[Family, Callable[[Task, View], Json]] = MappingProxyType(

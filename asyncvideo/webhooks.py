@@ -255,7 +255,9 @@ class WebhookVerifier:
         clock: Clock | None = None,
     ) -> None:
         if not (isinstance(tolerance, int | float) and math.isfinite(tolerance) and tolerance > 0):
-            raise ValidationError("tolerance must be a positive number of seconds", field="tolerance")
+            raise ValidationError(
+                "tolerance must be a positive number of seconds", field="tolerance"
+            )
         self._secrets = _as_list(secret)
         self.tolerance = float(tolerance)
         self._clock: Clock = clock or SystemClock()
@@ -303,12 +305,12 @@ class WebhookVerifier:
         if matched is None:
             raise _refuse("signature", "no signature matches")
         now = self._clock.time() if now is None else now
+        self._seen.prune(now)
         timestamp = float(stamp)
         if now - timestamp > self.tolerance:
             raise _refuse("stale", f"timestamp is {now - timestamp:.0f} s old")
         if timestamp - now > self.tolerance:
             raise _refuse("future", f"timestamp is {timestamp - now:.0f} s ahead")
-        self._seen.prune(now)
         # The delivery id is not signed, so a copy under a new id is caught by its signature.
         if (delivery is not None and f"d:{delivery}" in self._seen) or f"s:{matched}" in self._seen:
             raise _refuse("replayed", "this delivery was already accepted")

@@ -136,7 +136,12 @@ class WebhookSender:
             self._schedule(self._now() + backoff, delivery)
 
     async def _post(
-        self, delivery: _Delivery, config: GatewayConfig, *, twice: bool = False, forged: bool = False
+        self,
+        delivery: _Delivery,
+        config: GatewayConfig,
+        *,
+        twice: bool = False,
+        forged: bool = False,
     ) -> bool:
         """One attempt (sent twice when ``twice``: the same bytes and headers); True if 2xx."""
         task = delivery.task

@@ -385,9 +385,12 @@ async def _settle() -> None:
 
 
 async def _create_with_callback(gw: FakeGateway, url: str, model: str = "viduq1") -> str:
-    metadata = {"callback_url": url}
-    if model == "viduq1":
-        metadata["payload"] = "our-reference"
+    # Our reference rides in each provider's pass-through field.
+    metadata = {
+        "callback_url": url,
+        "payload": "our-reference",
+        "external_task_id": "our-reference",
+    }
     request = {"model": model, "prompt": "a cat", "metadata": metadata}
     async with (
         aiohttp.ClientSession() as http,
@@ -422,19 +425,31 @@ async def test_fake_signs_each_delivery_and_sends_vidus_own_body(clock: ManualCl
     assert job.video_url == gw.video_url(task_id)
 
 
-async def test_fake_sends_other_providers_its_job_object(clock: ManualClock) -> None:
+async def test_fake_sends_klings_own_body_and_the_gateways_job_for_others(
+    clock: ManualClock,
+) -> None:
     async with (
         Hook() as hook,
         FakeGateway(api_key=KEY, clock=clock, durations=10.0, profile="new-api") as gw,
     ):
-        task_id = await _create_with_callback(gw, hook.url, model="kling-v1")
+        jimeng_id = await _create_with_callback(gw, hook.url, model="jimeng_vgfm_t2v_l20")
+        kling_id = await _create_with_callback(gw, hook.url, model="kling-v1")
         clock.advance(10)
-        await _until(lambda: gw.stats.webhook_deliveries == 1)
-    body, headers, _ = hook.received[0]
-    assert SIGNATURE_HEADER not in headers  # no secret, no signature
-    assert json.loads(body)["code"] == "success"  # new-api's envelope
-    job = parse_callback(body, model="kling-v1")
-    assert (job.id, job.state) == (task_id, JobState.SUCCEEDED)
+        await _until(lambda: gw.stats.webhook_deliveries == 2)
+    by_shape = {("task_status" in json.loads(body)): body for body, _, _ in hook.received}
+    assert all(SIGNATURE_HEADER not in headers for _, headers, _ in hook.received)  # no secret
+
+    relayed = by_shape[False]
+    assert json.loads(relayed)["code"] == "success"  # new-api's envelope around its TaskDto
+    job = parse_callback(relayed, model="jimeng_vgfm_t2v_l20")
+    assert (job.id, job.state) == (jimeng_id, JobState.SUCCEEDED)
+
+    # Kling calls back itself: its own task id (not the relay's) and our reference.
+    kling = parse_callback(by_shape[True])
+    assert (kling.provider, kling.state) == ("kling", JobState.SUCCEEDED)
+    assert kling.id == gw.tasks[kling_id].upstream_id != kling_id
+    assert kling.raw["task_info"] == {"external_task_id": "our-reference"}
+    assert kling.video_url == gw.video_url(kling_id)
 
 
 async def test_fake_retries_with_backoff_on_its_clock(clock: ManualClock) -> None:

@@ -38,13 +38,13 @@ from ._stats import CapturedRequest, GatewayStats
 from ._tasks import Family, Phase, Provider, Task, TaskError, new_task_id, provider_for
 from ._webhooks import WebhookSender, is_loopback_url
 from ._wire import (
+    CALLBACK_BODIES,
     ErrorKind,
     View,
     create_body,
     error_body,
     html_error,
     status_body,
-    vidu_callback_body,
 )
 
 __all__ = ["FakeGateway"]
@@ -552,10 +552,11 @@ class FakeGateway:
         return View(snapshot, url, expires_at, self._config)
 
     def _callback_body(self, task: Task) -> dict[str, object]:
-        """What a task's callback carries: Vidu's own body for Vidu, else the gateway's job."""
+        """What a task's callback carries: the provider's own body, else the gateway's job."""
         now = max(self._config.clock.monotonic(), task.ends_at)
-        if task.provider is Provider.VIDU:
-            return vidu_callback_body(task, self._view(task, now))
+        render = CALLBACK_BODIES.get(task.provider)
+        if render is not None:
+            return render(task, self._view(task, now))
         return self._status_body(task.family, task, now)
 
     def _status_body(self, family: Family, task: Task, now: float) -> dict[str, object]:

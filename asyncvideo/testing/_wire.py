@@ -36,8 +36,8 @@ __all__ = [
     "native_video_body",
     "render_progress",
     "render_timestamp",
+    "CALLBACK_BODIES",
     "status_body",
-    "vidu_callback_body",
 ]
 
 Json = dict[str, object]
@@ -212,7 +212,7 @@ def _generation_task(task: Task, view: View) -> Json:
     return body
 
 
-def vidu_callback_body(task: Task, view: View) -> Json:
+def _vidu_callback_body(task: Task, view: View) -> Json:
     """What Vidu POSTs to ``callback_url``: its own task body, whoever relayed the create.
 
     A relay passes ``callback_url`` and ``payload`` (from ``metadata``) through
@@ -242,6 +242,35 @@ def vidu_callback_body(task: Task, view: View) -> Json:
         "off_peak": False,
         "creations": creations,
     }
+
+
+def _kling_callback_body(task: Task, view: View) -> Json:
+    """What Kling POSTs to ``callback_url`` (its callback protocol): its own task, with
+    ``task_info.external_task_id`` echoing the create's; a relay passes both through."""
+    failed = view.snapshot.phase is Phase.FAILED
+    metadata = task.params.get("metadata")
+    external = metadata.get("external_task_id") if isinstance(metadata, dict) else None
+    videos: list[Json] = []
+    if view.url is not None:
+        videos.append(
+            {"id": f"{task.upstream_id or task.id}-0", "url": view.url, "duration": task.seconds}
+        )
+    return {
+        "task_id": task.upstream_id or task.id,
+        "task_status": _status(NATIVE_WORDS[Provider.KLING], view),
+        "task_status_msg": task.error.message if failed and task.error is not None else "",
+        "task_info": {"external_task_id": external} if isinstance(external, str) else {},
+        "created_at": int(task.created_at * 1000),
+        "updated_at": int(task.completed_at * 1000),
+        "task_result": {"videos": videos},
+    }
+
+
+#: Providers that call ``callback_url`` themselves, with a body of their own;
+#: the others' callbacks carry the gateway's job object.
+CALLBACK_BODIES: Mapping[Provider, Callable[[Task, View], Json]] = MappingProxyType(
+    {Provider.VIDU: _vidu_callback_body, Provider.KLING: _kling_callback_body}
+)
 
 
 _STATUS_RENDERERS: Mapping[Family, Callable[[Task, View], Json]] = MappingProxyType(

@@ -26,6 +26,7 @@ from ._tasks import (
 )
 
 __all__ = [
+    "CALLBACK_BODIES",
     "ErrorKind",
     "View",
     "case_word",
@@ -36,7 +37,6 @@ __all__ = [
     "native_video_body",
     "render_progress",
     "render_timestamp",
-    "CALLBACK_BODIES",
     "status_body",
 ]
 

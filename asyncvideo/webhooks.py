@@ -64,7 +64,7 @@ import heapq
 import hmac
 import logging
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING
 
 import attrs
@@ -436,6 +436,10 @@ class WebhookResult:
         return {"ok": True, "woken": self.woken, "duplicate": self.duplicate}
 
 
+def _nothing() -> None:
+    pass
+
+
 def _token_in(payload: Mapping[str, object], query: Mapping[str, str] | None) -> str | None:
     """Our reference of the job: the callback URL's query parameter, else a pass-through field."""
     if query is not None:
@@ -498,6 +502,32 @@ class WebhookReceiver:
     def __repr__(self) -> str:
         return f"WebhookReceiver(verified={self._verifier is not None})"
 
+    def _admit(
+        self, body: bytes, headers: Mapping[str, str]
+    ) -> tuple[WebhookResult | None, Callable[[], None]]:
+        """Verify (or, unsigned, check the delivery id); the refusal, or how to remember it."""
+        if self._verifier is not None:
+            verifier = self._verifier
+            try:
+                checked = verifier.check(body, headers)
+            except WebhookVerificationError as exc:
+                if exc.reason == "replayed":
+                    return WebhookResult(status=200, duplicate=True, reason=exc.reason), _nothing
+                logger.info("%s", exc)
+                return WebhookResult(status=401, reason=exc.reason), _nothing
+            return None, lambda: verifier.remember(checked)
+        try:
+            delivery = _delivery_id(_lowered(headers))
+        except WebhookVerificationError as exc:
+            return WebhookResult(status=400, reason=exc.reason), _nothing
+        if delivery is None:
+            return None, _nothing
+        now = self._clock.time()
+        self._unsigned_seen.prune(now)
+        if delivery in self._unsigned_seen:
+            return WebhookResult(status=200, duplicate=True, reason="replayed"), _nothing
+        return None, lambda: self._unsigned_seen.add(delivery, now + self._tolerance)
+
     async def handle(
         self,
         body: bytes,
@@ -514,35 +544,15 @@ class WebhookReceiver:
         Returns:
             What was done and the status to answer with.
         """
-        checked: _Checked | None = None
-        if self._verifier is not None:
-            try:
-                checked = self._verifier.check(body, headers)
-            except WebhookVerificationError as exc:
-                if exc.reason == "replayed":
-                    return WebhookResult(status=200, duplicate=True, reason=exc.reason)
-                logger.info("%s", exc)
-                return WebhookResult(status=401, reason=exc.reason)
-            delivery = None
-        else:
-            try:
-                delivery = _delivery_id(_lowered(headers))
-            except WebhookVerificationError as exc:
-                return WebhookResult(status=400, reason=exc.reason)
-            now = self._clock.time()
-            self._unsigned_seen.prune(now)
-            if delivery is not None and delivery in self._unsigned_seen:
-                return WebhookResult(status=200, duplicate=True, reason="replayed")
+        refused, remember = self._admit(body, headers)
+        if refused is not None:
+            return refused
         try:
             job = parse_callback(body, headers, max_bytes=self.max_body_bytes)
         except ProtocolError as exc:
             logger.info("webhook callback unreadable: %s", exc)
             return WebhookResult(status=400, reason="body")
-        # Remembered only once acted on: a refused delivery may be retried.
-        if checked is not None and self._verifier is not None:
-            self._verifier.remember(checked)
-        elif delivery is not None:
-            self._unsigned_seen.add(delivery, self._clock.time() + self._tolerance)
+        remember()  # only once acted on: a refused delivery may come again
         woken = self._client.notify(job, token=_token_in(job.raw, query))
         return WebhookResult(status=200, woken=woken, job=job)
 
@@ -563,7 +573,8 @@ def aiohttp_app(
     Args:
         client: the client the callbacks wake.
         secret: as for :class:`WebhookReceiver` (default: the client's).
-        path: the route inside the sub-app (``""``: the prefix itself).
+        path: the route inside the sub-app (``""``: the prefix itself, with
+            or without a trailing slash).
         tolerance: seconds a signed timestamp may be from now.
 
     Returns:
@@ -583,4 +594,6 @@ def aiohttp_app(
         return web.json_response(result.to_json(), status=result.status)
 
     app.router.add_post(path, callback)
+    if path == "":
+        app.router.add_post("/", callback)  # the prefix with its trailing slash
     return app

@@ -12,15 +12,20 @@ import asyncio
 import hashlib
 import hmac
 import json
-from collections.abc import Callable
+import logging
+import socket
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import aiohttp
 import anyio
 import pytest
 from aiohttp import web
+from anyio.abc import TaskGroup
 
-from asyncvideo import JobError, JobState, ManualClock, webhooks
+from asyncvideo import Client, Job, JobError, JobState, ManualClock, webhooks
 from asyncvideo.errors import ProtocolError, ValidationError, WebhookVerificationError
 from asyncvideo.providers import PROVIDERS
 from asyncvideo.testing import FakeGateway, GatewayConfig
@@ -28,10 +33,13 @@ from asyncvideo.webhooks import (
     DELIVERY_HEADER,
     SIGNATURE_HEADER,
     TIMESTAMP_HEADER,
+    WebhookReceiver,
     WebhookVerifier,
     parse_callback,
     sign,
 )
+
+from .test_webhook_wiring import HeldClock
 
 pytestmark = pytest.mark.anyio
 
@@ -526,3 +534,260 @@ def test_fake_webhook_knobs_are_validated() -> None:
     for bad in ({"webhook_drop_rate": 1.5}, {"webhook_retries": -1}, {"webhook_secret": ""}):
         with pytest.raises(ValueError):  # noqa: PT011 - attrs' own messages
             GatewayConfig(**bad)
+
+
+# -- the receiver and the aiohttp sub-app, wired to a client ---------------------------------
+
+REMOTE_HOOK = "https://app.example/hooks/video"  # never called: the fake calls loopback only
+
+
+@pytest.fixture
+def held() -> HeldClock:
+    """A ManualClock whose sleeps wait for the test: the poller sleeps as in production."""
+    return HeldClock()
+
+
+@pytest.fixture
+async def held_gateway(held: HeldClock) -> AsyncIterator[FakeGateway]:
+    async with FakeGateway(clock=held, api_key=KEY, durations=20.0, video_bytes=16 * 1024) as gw:
+        yield gw
+
+
+def _statuses(gw: FakeGateway) -> int:
+    return gw.stats.requests["status"]
+
+
+def _vidu_callback(task_id: str, reference: str) -> bytes:
+    return _body({**VIDU_SUCCESS, "id": task_id, "payload": reference})
+
+
+async def test_the_receiver_acts_on_a_genuine_callback_only(
+    held: HeldClock, held_gateway: FakeGateway
+) -> None:
+    gw = held_gateway
+    async with Client(
+        api_key=KEY, base_url=gw.url, clock=held, webhook_url=REMOTE_HOOK, webhook_secret=SECRET
+    ) as client:
+        receiver = WebhookReceiver(client)
+        job = await client.submit(prompt="a cat", model="viduq1", idempotency_key="ref-1")
+        body = _vidu_callback(job.id, "ref-1")
+        query = {"asyncvideo_token": "ref-1"}
+        done: list[Job] = []
+
+        async def wait() -> None:
+            done.append(await client.wait(job))
+
+        async with anyio.create_task_group() as group:
+            group.start_soon(wait)
+            await _settle()
+            held.advance(25.0)  # the task has ended; only a callback or a safety poll tells
+            now = int(held.time())
+            refused = [
+                (body, _reference_headers(body, "not-the-secret", now, "d1")),
+                (body.replace(b"success", b"failed!"), _reference_headers(body, SECRET, now, "d2")),
+                (body, _reference_headers(body, SECRET, now - 301, "d3")),
+                (body, _reference_headers(body, SECRET, now + 301, "d4")),
+                (body, {TIMESTAMP_HEADER: str(now), DELIVERY_HEADER: "d5"}),
+            ]
+            for forged_body, headers in refused:
+                result = await receiver.handle(forged_body, headers, query)
+                assert (result.status, result.woken, result.job) == (401, False, None)
+            unreadable = b'{"state": "success"}'  # signed, but names no task
+            result = await receiver.handle(
+                unreadable, _reference_headers(unreadable, SECRET, now, "d6"), query
+            )
+            assert (result.status, result.reason) == (400, "body")
+            await _settle()
+            assert _statuses(gw) == 0  # nothing refused sent a request
+            assert done == []
+
+            genuine = _reference_headers(body, SECRET, now, "d7")
+            result = await receiver.handle(body, genuine, query)
+            assert (result.status, result.woken, result.duplicate) == (200, True, False)
+            assert result.to_json() == {"ok": True, "woken": True, "duplicate": False}
+            await _until(lambda: bool(done))
+            again = await receiver.handle(body, genuine, query)
+            assert (again.status, again.woken, again.duplicate) == (200, False, True)
+    assert done[0].state is JobState.SUCCEEDED
+    assert _statuses(gw) == 1  # the one confirming query
+
+
+async def test_an_unsigned_receiver_still_ignores_repeated_deliveries(
+    held: HeldClock, held_gateway: FakeGateway
+) -> None:
+    async with Client(
+        api_key=KEY, base_url=held_gateway.url, clock=held, webhook_url=REMOTE_HOOK
+    ) as client:
+        receiver = WebhookReceiver(client)
+        job = await client.submit(prompt="a cat", model="viduq1", idempotency_key="ref-1")
+        body = _vidu_callback(job.id, "ref-1")
+        async with anyio.create_task_group() as group:
+            group.start_soon(client.wait, job)
+            await _settle()
+            held.advance(25.0)
+            # No query: the reference comes from Vidu's payload field.
+            first = await receiver.handle(body, {DELIVERY_HEADER: "d1"})
+            second = await receiver.handle(body, {DELIVERY_HEADER: "d1"})
+        assert (first.woken, second.duplicate) == (True, True)
+        assert _statuses(held_gateway) == 1
+        # A different delivery of a finished job is accepted and wakes nothing.
+        late = await receiver.handle(body, {"x-asyncvideo-delivery": "d2"})
+        assert (late.status, late.woken, late.duplicate) == (200, False, False)
+        bad = await receiver.handle(body, {DELIVERY_HEADER: "x" * 500})
+        assert bad.status == 400
+
+
+class HookServer:
+    """A real aiohttp server on loopback with :func:`webhooks.aiohttp_app` mounted in it."""
+
+    PREFIX = "/hooks/video"
+
+    def __init__(self) -> None:
+        self._sock = socket.socket()
+        self._sock.bind(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self._sock.getsockname()[1]}{self.PREFIX}"
+        self._runner: web.AppRunner | None = None
+
+    async def serve(self, client: Client) -> None:
+        app = web.Application()
+        app.add_subapp(self.PREFIX, webhooks.aiohttp_app(client))
+        self._runner = web.AppRunner(app)
+        await self._runner.setup()
+        await web.SockSite(self._runner, self._sock).start()
+
+    async def close(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+        self._sock.close()
+
+
+@pytest.fixture
+async def hook_server() -> AsyncIterator[HookServer]:
+    server = HookServer()
+    yield server
+    await server.close()
+
+
+@asynccontextmanager
+async def _wired(
+    server: HookServer, clock: HeldClock, **gateway: Any
+) -> AsyncIterator[tuple[FakeGateway, Client]]:
+    """A signing FakeGateway, and a client whose callbacks reach ``server``'s sub-app."""
+    options = {"api_key": KEY, "clock": clock, "durations": 20.0, "video_bytes": 16 * 1024}
+    async with (
+        FakeGateway(**{**options, "webhook_secret": SECRET, **gateway}) as gw,
+        Client(
+            api_key=KEY,
+            base_url=gw.url,
+            clock=clock,
+            webhook_url=server.url,
+            webhook_secret=SECRET,
+            seed=1,
+        ) as client,
+    ):
+        await server.serve(client)
+        yield gw, client
+
+
+def _generate(group: TaskGroup, client: Client, output: Path) -> list[Path]:
+    """Start ``client.generate`` in ``group``; the list gets its path when it returns."""
+    paths: list[Path] = []
+
+    async def generate() -> None:
+        paths.append(await client.generate(prompt="a", model="viduq1", output=output))
+
+    group.start_soon(generate)
+    return paths
+
+
+async def test_end_to_end_signed_callbacks_through_the_aiohttp_sub_app(
+    held: HeldClock, hook_server: HookServer, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Every delivery duplicated, and a forgery sent as each task is created.
+    wired = _wired(hook_server, held, webhook_duplicate_rate=1.0, webhook_forge_rate=1.0)
+    async with wired as (gw, client):
+        with caplog.at_level(logging.INFO, logger="asyncvideo"):
+            async with anyio.create_task_group() as group:
+                paths = _generate(group, client, tmp_path)
+                await _until(lambda: gw.stats.webhook_forged == 1)
+                await _settle()
+                assert "no signature matches" in caplog.text  # the forgery: 401
+                assert _statuses(gw) == 0
+                held.advance(25.0)
+                await _until(lambda: bool(paths))
+        (task_id,) = gw.tasks
+        assert paths[0].read_bytes() == gw.video_content(task_id)
+        assert gw.stats.webhook_duplicated == 1
+        assert gw.stats.webhook_deliveries == 1
+        assert gw.stats.webhook_failures == 0  # the duplicate was answered 200 too
+        assert _statuses(gw) == 1  # one confirming query for two deliveries
+        assert gw.stats.downloads_completed == 1
+        assert held.monotonic() == 25.0  # no safety interval was waited for
+
+
+async def test_end_to_end_stale_and_replayed_posts_are_refused(
+    held: HeldClock, hook_server: HookServer
+) -> None:
+    # The gateway's own callbacks are dropped: only the test's posts arrive.
+    async with (
+        _wired(hook_server, held, webhook_drop_rate=1.0) as (gw, client),
+        aiohttp.ClientSession() as http,
+    ):
+        job = await client.submit(prompt="a", model="viduq1", idempotency_key="ref-9")
+        url = f"{hook_server.url}?asyncvideo_token=ref-9"
+        body = _vidu_callback(job.id, "ref-9")
+
+        async def post(headers: dict[str, str]) -> tuple[int, Json]:
+            async with http.post(url, data=body, headers=headers) as response:
+                return response.status, await response.json()
+
+        async with anyio.create_task_group() as group:
+            group.start_soon(client.wait, job)
+            await _settle()
+            held.advance(25.0)
+            now = int(held.time())
+            stale = await post(_reference_headers(body, SECRET, now - 600, "d1"))
+            assert stale == (401, {"ok": False, "error": "stale"})
+            genuine = _reference_headers(body, SECRET, now, "d2")
+            assert await post(genuine) == (200, {"ok": True, "woken": True, "duplicate": False})
+            assert await post(genuine) == (200, {"ok": True, "woken": False, "duplicate": True})
+            # The same signed bytes under a new delivery id are still the same delivery.
+            copy = {**genuine, DELIVERY_HEADER: "d3"}
+            assert (await post(copy))[1]["duplicate"] is True
+            async with http.post(url, data=b"x" * (5 * 1024 * 1024)) as response:
+                assert response.status == 413  # bounded before it is read whole
+        assert _statuses(gw) == 1
+
+
+async def test_end_to_end_dropped_callbacks_are_caught_by_the_safety_poll(
+    held: HeldClock, hook_server: HookServer, tmp_path: Path
+) -> None:
+    async with _wired(hook_server, held, webhook_drop_rate=1.0) as (gw, client):
+        async with anyio.create_task_group() as group:
+            paths = _generate(group, client, tmp_path)
+            await _settle()
+            held.advance(25.0)
+            await _until(lambda: gw.stats.webhook_dropped == 1)
+            await _settle()
+            assert paths == []  # the callback never came
+            assert _statuses(gw) == 0
+            held.advance(45.0)  # past the safety interval (60 s, +-10%)
+            await _until(lambda: bool(paths))
+        assert _statuses(gw) == 1
+        assert gw.stats.downloads_completed == 1
+
+
+async def test_end_to_end_vidu_behind_a_relay_is_matched_by_our_reference(
+    held: HeldClock, hook_server: HookServer, tmp_path: Path
+) -> None:
+    # Behind new-api, Vidu calls back itself, naming its own task id, not the relay's.
+    async with _wired(hook_server, held, profile="new-api", content_lag=0.0) as (gw, client):
+        async with anyio.create_task_group() as group:
+            paths = _generate(group, client, tmp_path)
+            await _settle()
+            held.advance(25.0)
+            await _until(lambda: bool(paths))
+        (task,) = gw.tasks.values()
+        assert task.upstream_id != task.id
+        assert _statuses(gw) == 1
+        assert held.monotonic() == 25.0

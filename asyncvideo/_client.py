@@ -18,6 +18,7 @@ import attrs
 
 from ._batch import Batch
 from ._batch_run import _Run
+from ._callbacks import CallbackTasks, callback_url_with_token, check_secret, check_webhook_url
 from ._client_backend import ClientBackend
 from ._clock import Clock, SystemClock
 from ._destination import check_output, names_folder
@@ -27,7 +28,7 @@ from ._images import load_image
 from ._jobref import looks_like_ref, read_ref
 from ._logtext import printable
 from ._models import Job, Limits, VideoRequest, VideoRequestFields
-from ._poller import Poller, PollUpdate
+from ._poller import Poller, PollListener, PollUpdate, Watch
 from ._polling import PollPolicy, RetryPolicy
 from ._profiles import GatewayProfile, resolve_gateway
 from ._retry import RetryDecision
@@ -83,6 +84,14 @@ class Client:
         routes: extra model-prefix -> provider routes.
         clock: where time comes from (tests pass a ``ManualClock``).
         seed: seeds the jitter for reproducible schedules.
+        webhook_url: where gateways should call back when a task ends. Every
+            create to a provider that takes a callback URL carries it (an
+            explicit ``VideoRequest.callback_url`` wins), with the create's
+            idempotency key as our reference of the job; such jobs are polled
+            only every ``PollPolicy.callback_interval``, and your webhook
+            handler calls :meth:`notify` to have them looked at at once.
+        webhook_secret: the secret callbacks are signed with (for
+            :mod:`asyncvideo.webhooks`); as sensitive as the key, never shown.
 
     Example:
         >>> async def main() -> None:  # doctest: +SKIP
@@ -105,6 +114,8 @@ class Client:
         seed: int | None = None,
         transport: AsyncTransport | None = None,
         session: ClientSession | None = None,
+        webhook_url: str | None = None,
+        webhook_secret: str | None = None,
     ) -> None:
         api_key = api_key or os.environ.get("ASYNCVIDEO_API_KEY")
         base_url = base_url or os.environ.get("ASYNCVIDEO_BASE_URL")
@@ -116,6 +127,10 @@ class Client:
             )
         if transport is not None and session is not None:
             raise ConfigurationError("pass transport= or session=, not both")
+        self.webhook_url = None if webhook_url is None else check_webhook_url(webhook_url)
+        self._webhook_secret = None if webhook_secret is None else check_secret(webhook_secret)
+        #: tasks created with webhook_url, by our reference (the idempotency key)
+        self._callback_tasks = CallbackTasks()
         self.gateway = resolve_gateway(gateway)
         self.limits = limits or Limits()
         self.poll_policy = poll_policy or PollPolicy()
@@ -142,6 +157,7 @@ class Client:
             request_timeout=timeouts.request,
             requests_per_second=self.limits.requests_per_second,
             max_response_bytes=self.limits.max_response_bytes,
+            other_secrets=(webhook_secret,) if webhook_secret else (),
         )
         self._slots: dict[str, asyncio.Semaphore] = {}
         # Every wait, generate and batch of this client polls through this one heap.
@@ -156,6 +172,11 @@ class Client:
     @property
     def base_url(self) -> str:
         return self._connection.base_url
+
+    @property
+    def webhook_secret(self) -> str | None:
+        """The secret callbacks are signed with (read by :mod:`asyncvideo.webhooks`)."""
+        return self._webhook_secret
 
     @property
     def request_count(self) -> int:
@@ -241,7 +262,9 @@ class Client:
         cannot take raises :class:`~asyncvideo.errors.ValidationError` and the
         gateway sees nothing. The create carries an ``Idempotency-Key``
         (``request.idempotency_key``, or a fresh one) and is retried only where
-        the gateway provably did not act on it.
+        the gateway provably did not act on it. On a client with ``webhook_url``,
+        a create to a provider that takes callbacks (Vidu, Kling) carries that
+        URL and the key as our reference of the job (see :meth:`notify`).
 
         Args:
             request: the request; or give its fields as keywords.
@@ -265,6 +288,15 @@ class Client:
         }
         body = provider.build(request, images)
         key = request.idempotency_key or uuid.uuid4().hex
+        calls_back = (
+            self.webhook_url is not None
+            and request.callback_url is None
+            and provider.takes_callbacks
+        )
+        if calls_back:
+            assert self.webhook_url is not None
+            url = callback_url_with_token(self.webhook_url, key)
+            body = provider.with_callback(body, url, key)
         endpoints = self.gateway.endpoints(provider.wire)
         async with self._slot("create"):
             payload = await self._connection.request_json(
@@ -283,6 +315,8 @@ class Client:
         except ProtocolError as exc:
             # The gateway said yes but named no task we can read: it may bill for one.
             raise CreateOutcomeUnknown.after(exc, idempotency_key=key) from exc
+        if calls_back:
+            self._callback_tasks.add(key, job.provider, job.id)
         logger.info(
             "submitted %s task %s (key %s)", request.model, printable(job.id), printable(key)
         )
@@ -398,13 +432,71 @@ class Client:
                 done.set_result(update.job)
 
         # No loop of our own: the client's poller holds this wait as one heap entry.
-        watch = self._poller.watch(job, policy=policy, deadline=deadline, listener=listener)
+        watch = self._watch(job, policy=policy, deadline=deadline, listener=listener)
         try:
             return await done
         finally:
             watch.cancel()  # cancelled: the others go on polling undisturbed
             if done.done() and not done.cancelled():
                 done.exception()  # seen, even when a cancel arrived with the answer
+
+    def _watch(
+        self, job: Job, *, policy: PollPolicy, deadline: float, listener: PollListener
+    ) -> Watch:
+        """Register ``job`` with the poller; a job made with our callback URL polls slowly."""
+        callbacks = self._callback_tasks
+        if not callbacks.expects_callback(job.provider, job.id):
+            return self._poller.watch(job, policy=policy, deadline=deadline, listener=listener)
+
+        def forget_when_ended(update: PollUpdate) -> None:
+            if update.job.is_terminal:
+                callbacks.forget(job.provider, job.id)
+            listener(update)
+
+        return self._poller.watch(
+            job, policy=policy, deadline=deadline, listener=forget_when_ended, callback=True
+        )
+
+    def notify(self, job: Job, *, token: str | None = None) -> bool:
+        """Have a watched job polled at once: a verified callback says it changed.
+
+        Call it from your webhook handler (:mod:`asyncvideo.webhooks` does)
+        with the callback's snapshot and our reference from the callback URL.
+        The snapshot itself is not believed: the poll this triggers is the
+        one status query that decides, before anything is downloaded. A
+        notification for a job whose poll is already due or in flight, or
+        whose wait has ended, sends nothing, so duplicate callbacks cost one
+        status request and never a second download.
+        Call it on the client's event loop (an aiohttp or ASGI handler runs there).
+
+        Args:
+            job: the callback's snapshot (its ``provider`` and ``id`` are used).
+            token: our reference of the job (the ``asyncvideo_token`` query
+                parameter of the callback URL). A token known to name another
+                task is refused, so a callback is never matched on the
+                sender's task id alone when ours says otherwise.
+
+        Returns:
+            True if a ``wait``, ``generate`` or batch of this client is
+            watching the job (it is polled now); False otherwise.
+
+        Example:
+            >>> client.notify(job, token=request.query.get("asyncvideo_token"))  # doctest: +SKIP
+            True
+        """
+        if token is not None:
+            named = self._callback_tasks.task_for(token)
+            if named is not None and named != (job.provider, job.id):
+                logger.warning(
+                    "callback for %s task %s carries the reference of task %s: ignored",
+                    job.provider,
+                    printable(job.id),
+                    printable(named[1]),
+                )
+                return False
+            if named is not None:
+                return self._poller.wake(*named)
+        return self._poller.wake(job.provider, job.id)
 
     async def download(
         self, job: Job, dest: str | os.PathLike[str], *, variant: str | None = None

@@ -50,7 +50,7 @@ class ClientBackend:
     def watch(
         self, job: Job, *, policy: PollPolicy, deadline: float, listener: PollListener
     ) -> Watch:
-        return self._client._poller.watch(job, policy=policy, deadline=deadline, listener=listener)
+        return self._client._watch(job, policy=policy, deadline=deadline, listener=listener)
 
     def track(self, task: asyncio.Task[None], scope: anyio.CancelScope) -> None:
         self._client._track_batch(task, scope)

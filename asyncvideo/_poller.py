@@ -110,6 +110,14 @@ class Watch:
     polling: anyio.CancelScope | None = None
     #: while polling: the clock time at which the poll in flight is cut (the deadline)
     cut_at: float = math.inf
+    #: the job's create carried a callback URL: polled at the policy's callback_interval
+    callback: bool = False
+    #: the heap entry that counts (its order number); older entries of a woken watch are stale
+    entry: int = -1
+    #: when that entry is due
+    due: float = math.inf
+    #: woken while a poll was in flight: poll again at once if that poll finds it unfinished
+    recheck: bool = False
 
     def cancel(self) -> None:
         """Stop watching: the job is not polled again and the listener hears nothing more.
@@ -160,6 +168,8 @@ class Poller:
         self._stale = 0  # cancelled entries still in the heap
         self._due: deque[Watch] = deque()
         self._live: set[Watch] = set()
+        #: (provider, task id) -> its live watches, for :meth:`wake`
+        self._by_task: dict[tuple[str, str], set[Watch]] = {}
         self._task: asyncio.Task[None] | None = None
         self._workers: set[asyncio.Task[None]] = set()
         self._busy = 0  # workers alive, each with a poll in flight or about to be
@@ -191,6 +201,7 @@ class Poller:
         policy: PollPolicy,
         deadline: float,
         listener: PollListener,
+        callback: bool = False,
     ) -> Watch:
         """Poll ``job`` by ``policy`` until it is terminal or ``deadline`` seconds pass.
 
@@ -203,6 +214,8 @@ class Poller:
             policy: the schedule (first delay, intervals, jitter).
             deadline: seconds from now after which the wait ends in ``JobTimeoutError``.
             listener: called on the poller's task; must not block.
+            callback: the job's create carried a callback URL: poll only every
+                ``policy.callback_interval`` and rely on :meth:`wake`.
 
         Raises:
             AsyncVideoError: the client was closed.
@@ -213,16 +226,45 @@ class Poller:
             raise ValidationError("a wait's timeout must be a number of seconds, not NaN")
         now = self._clock.monotonic()
         slack = 0.02 * min(policy.first_delay, policy.interval_at(0.0))
-        watch = Watch(self, job, policy, deadline, now, listener, slack)
+        watch = Watch(self, job, policy, deadline, now, listener, slack, callback=callback)
         self._live.add(watch)
+        self._by_task.setdefault((job.provider, job.id), set()).add(watch)
         if job.is_terminal:
             self._end(watch, PollUpdate(job, job))
         elif deadline <= 0:
             self._end(watch, PollUpdate(job, job, JobTimeoutError(job, deadline)))
         else:
-            self._schedule_next(watch, now, policy.next_delay(0.0, self._rng), deadline)
+            delay = policy.next_delay(0.0, self._rng, callback=callback)
+            self._schedule_next(watch, now, delay, deadline)
             self._ensure_running()
         return watch
+
+    def wake(self, provider: str, task_id: str) -> bool:
+        """Poll the watched job ``(provider, task_id)`` now (a callback said it changed).
+
+        The poll is the usual one: its answer, not the callback, is what the
+        listener hears. Waking a job whose poll is already due or in flight
+        adds no request (if the poll in flight still finds the job unfinished,
+        one more follows at once), so a burst of duplicate callbacks costs
+        one status request.
+
+        Returns:
+            True if the job is being watched (and is polled now or already
+            is); False if it is not (unknown, or its watch has ended).
+        """
+        watches = self._by_task.get((provider, task_id))
+        if not watches:
+            return False
+        now = self._clock.monotonic()
+        for watch in watches:
+            if watch in self._in_flight:
+                watch.recheck = True
+            elif watch.scheduled and watch.due > now + watch.slack:
+                self._stale += 1  # its old entry stays in the heap until popped
+                watch.at_deadline = False
+                self._schedule(watch, now)
+            # else: popped and waiting for a worker, which polls it next
+        return True
 
     def _schedule_next(self, watch: Watch, now: float, delay: float, remaining: float) -> None:
         watch.at_deadline = delay >= remaining
@@ -230,7 +272,9 @@ class Poller:
 
     def _schedule(self, watch: Watch, due: float) -> None:
         watch.scheduled = True
-        heapq.heappush(self._heap, (due, next(self._order), watch))
+        watch.entry = next(self._order)
+        watch.due = due
+        heapq.heappush(self._heap, (due, watch.entry, watch))
         if due < self._sleeping_until and self._wake is not None:
             self._wake.cancel()  # the timer sleeps past this one: wake it
 
@@ -255,8 +299,8 @@ class Poller:
                 await self._landed.wait()
             now = self._clock.monotonic()
             while heap:
-                due, _, watch = heap[0]
-                if watch.done:
+                due, entry, watch = heap[0]
+                if watch.done or entry != watch.entry:
                     heapq.heappop(heap)
                     self._stale -= 1
                     continue
@@ -316,6 +360,7 @@ class Poller:
 
     def _start_poll(self, watch: Watch) -> None:
         now = self._clock.monotonic()
+        watch.recheck = False
         watch.cut_at = max(watch.started + watch.deadline, now + _last_look(watch.deadline))
         self._in_flight.add(watch)
         if watch.cut_at < self._sleeping_until and self._wake is not None:
@@ -360,7 +405,12 @@ class Poller:
             return
         if job.state is not previous.state or job.progress != previous.progress:
             self._tell(watch, PollUpdate(job, previous))
-        delay = watch.policy.next_delay(max(elapsed, _AFTER_FIRST_POLL), self._rng)
+        if watch.recheck:
+            delay = 0.0  # a callback arrived while this poll was out: look again
+        else:
+            delay = watch.policy.next_delay(
+                max(elapsed, _AFTER_FIRST_POLL), self._rng, callback=watch.callback
+            )
         self._schedule_next(watch, now, delay, remaining)
 
     def _end(self, watch: Watch, update: PollUpdate) -> None:
@@ -392,12 +442,20 @@ class Poller:
             # Many waiters leaving at once (a web app shutting down) must not leave
             # the heap full of dead entries: rebuild it once they are half of it.
             if self._stale > 64 and self._stale * 2 > len(self._heap):
-                self._heap[:] = [item for item in self._heap if not item[2].done]
+                self._heap[:] = [
+                    item for item in self._heap if not item[2].done and item[1] == item[2].entry
+                ]
                 heapq.heapify(self._heap)
                 self._stale = 0
 
     def _forget(self, watch: Watch) -> None:
         self._live.discard(watch)
+        key = (watch.job.provider, watch.job.id)
+        same_task = self._by_task.get(key)
+        if same_task is not None:
+            same_task.discard(watch)
+            if not same_task:
+                del self._by_task[key]
         if not self._live and self._wake is not None:
             self._wake.cancel()  # let the timer see there is nothing left and end
 

@@ -38,6 +38,11 @@ class PollPolicy(JSONForm):
         final_interval: the interval once every step has passed.
         jitter: each delay is spread by up to this fraction, up or down.
         deadline: seconds after which ``wait`` gives up (``JobTimeoutError``).
+        callback_interval: the safety interval for a job whose create carried the
+            client's ``webhook_url``: its callback wakes the poll at once, so it is
+            polled only this often in case the callback is lost. 60 s by default:
+            a lost callback costs at most a minute of a job that takes minutes,
+            and a 600 s deadline at most ten status requests.
 
     Example:
         >>> policy = PollPolicy()
@@ -55,6 +60,7 @@ class PollPolicy(JSONForm):
     final_interval: float = attrs.field(default=30.0, validator=positive_number)
     jitter: float = attrs.field(default=0.1, validator=fraction)
     deadline: float = attrs.field(default=600.0, validator=positive_number)
+    callback_interval: float = attrs.field(default=60.0, validator=positive_number)
 
     def interval_at(self, elapsed: float) -> float:
         """The un-jittered interval to the next poll, ``elapsed`` seconds after submit."""
@@ -63,9 +69,18 @@ class PollPolicy(JSONForm):
                 return interval
         return self.final_interval
 
-    def next_delay(self, elapsed: float, rng: random.Random | None = None) -> float:
-        """Seconds until the next poll: the first delay, or the step interval, jittered."""
-        base = self.first_delay if elapsed <= 0 else self.interval_at(elapsed)
+    def next_delay(
+        self, elapsed: float, rng: random.Random | None = None, *, callback: bool = False
+    ) -> float:
+        """Seconds until the next poll: the first delay, or the step interval, jittered.
+
+        With ``callback``, every delay is ``callback_interval`` (the callback
+        wakes the poll; this only catches a lost one).
+        """
+        if callback:
+            base = self.callback_interval
+        else:
+            base = self.first_delay if elapsed <= 0 else self.interval_at(elapsed)
         if self.jitter and rng is not None:
             base *= 1.0 + rng.uniform(-self.jitter, self.jitter)
         return base
@@ -78,6 +93,7 @@ class PollPolicy(JSONForm):
             steps=tuple((until * factor, interval * factor) for until, interval in self.steps),
             final_interval=self.final_interval * factor,
             deadline=self.deadline * factor,
+            callback_interval=self.callback_interval * factor,
         )
 
     def minimum_polls(self, duration: float) -> int:

@@ -254,6 +254,12 @@ class Gateway:
         self._call("POST", self.control_url + "/rewind")
         self._seen_tasks = int(self._call("GET", self.control_url + "/tasks?since=0")["total"])
 
+    def new_task_ends(self) -> dict[str, float]:
+        """``time.monotonic()`` at which each task created since :meth:`begin` ends, by id."""
+        data = self._call("GET", f"{self.control_url}/tasks?since={self._seen_tasks}")
+        self._seen_tasks = int(data["total"])
+        return {str(task_id): float(end) for task_id, end in data["ends_at"].items()}
+
     def new_run_times(self) -> list[float]:
         """Wall-clock run times of the tasks created since :meth:`begin`, in creation order."""
         data = self._call("GET", f"{self.control_url}/tasks?since={self._seen_tasks}")

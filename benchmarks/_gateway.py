@@ -9,9 +9,10 @@ It serves until its stdin closes (the parent exits) or SIGTERM/SIGINT.
 Next to the gateway's own origins (API, CDN) it opens a control origin, so
 the benchmark's bookkeeping never shows in the gateway's request counters:
 
-- ``GET /tasks?since=N``: ``{"total", "run_times"}``, the wall-clock run time
-  of every task from the N-th created on, in creation order (for the ideal
-  wall time and the poll schedule's minimum requests);
+- ``GET /tasks?since=N``: ``{"total", "run_times", "ends_at"}``, the wall-clock
+  run time of every task from the N-th created on, in creation order (for the
+  ideal wall time and the poll schedule's minimum requests), and when each
+  ended by ``time.monotonic()`` (for the latency from completion to download);
 - ``POST /rewind``: restart the sequence of job durations, so that every
   contender gets the same job lengths in the same order;
 - ``GET /cpu``: the CPU seconds this process has used (the gateway competes
@@ -93,8 +94,13 @@ async def _serve(args: argparse.Namespace) -> None:
         async def tasks(request: web.Request) -> web.Response:
             since = int(request.query.get("since", "0"))
             live = gateway.tasks
-            run_times = [task.run_time for task in itertools.islice(live.values(), since, None)]
-            return web.json_response({"total": len(live), "run_times": run_times})
+            new = list(itertools.islice(live.values(), since, None))
+            run_times = [task.run_time for task in new]
+            # CLOCK_MONOTONIC is machine-wide: a child compares these with its own readings.
+            ends_at = {task.id: task.ends_at for task in new}
+            return web.json_response(
+                {"total": len(live), "run_times": run_times, "ends_at": ends_at}
+            )
 
         async def rewind(request: web.Request) -> web.Response:
             durations.rewind()

@@ -7,7 +7,7 @@ Run (from the repository root; about four minutes on a 2-core machine)::
     .venv/bin/python benchmarks/run_all.py --only bench_batch,bench_download
 
 Each benchmark runs as its own process (``bench_batch.py``, ``bench_memory.py``,
-``bench_download.py``; see their docstrings), prints its table and writes
+``bench_download.py``, ``bench_callbacks.py``; see their docstrings), prints its table and writes
 ``benchmarks/results/<name>.json``; this script then collects every target,
 prints one PASS/MISS list, and exits 0 whatever the verdicts: the figures are
 for the README, not a gate.
@@ -24,7 +24,7 @@ from collections.abc import Sequence
 
 from _common import BENCH_DIR, RESULTS_DIR, Json, environment, write_results
 
-BENCHMARKS = ("bench_batch", "bench_memory", "bench_download")
+BENCHMARKS = ("bench_batch", "bench_memory", "bench_download", "bench_callbacks")
 
 
 def run(name: str, extra: Sequence[str]) -> float:

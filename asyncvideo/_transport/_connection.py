@@ -51,26 +51,31 @@ _REDACTED = "[redacted]"
 
 
 class Scrubber:
-    """Takes the API key out of text that came from the gateway or the transport.
+    """Takes the API key (and any other secret given) out of text from the gateway or transport.
 
     A gateway may echo the key (in an error message, a failure reason); every
     body the SDK reads as text passes through here first, so the key never
-    reaches an exception, a log line or ``Job.raw``.
+    reaches an exception, a log line or ``Job.raw``. The client's webhook
+    secret is scrubbed the same way.
     """
 
-    __slots__ = ("_secret", "_secret_bytes")
+    __slots__ = ("_secrets",)
 
-    def __init__(self, secret: str) -> None:
-        self._secret = secret
-        self._secret_bytes = secret.encode()
+    def __init__(self, secret: str, *more: str) -> None:
+        # The longest first: a secret inside another must not leave part of that one behind.
+        given = sorted({s for s in (secret, *more) if s}, key=len, reverse=True)
+        self._secrets = tuple((s, s.encode()) for s in given)
 
     def text(self, value: str) -> str:
-        return value.replace(self._secret, _REDACTED) if self._secret else value
+        for secret, _ in self._secrets:
+            value = value.replace(secret, _REDACTED)
+        return value
 
     def body(self, value: bytes) -> bytes:
-        if not self._secret_bytes or self._secret_bytes not in value:
-            return value
-        return value.replace(self._secret_bytes, _REDACTED.encode())
+        for _, secret in self._secrets:
+            if secret in value:
+                value = value.replace(secret, _REDACTED.encode())
+        return value
 
 
 def _foreign(exc: Exception, url: str, task_id: str | None, scrub: Scrubber) -> TransportError:
@@ -207,10 +212,12 @@ class GatewayConnection:
         request_timeout: float,
         requests_per_second: float | None,
         max_response_bytes: int = 4 * 1024 * 1024,
+        other_secrets: tuple[str, ...] = (),
     ) -> None:
         self._transport = transport
         self._api_key = api_key
-        self._scrub = Scrubber(api_key)
+        # other_secrets: the webhook secret, scrubbed like the key
+        self._scrub = Scrubber(api_key, *other_secrets)
         self.base_url = base_url.rstrip("/") + "/"
         self._origin = origin_of(self.base_url)
         self._clock = clock

@@ -106,6 +106,14 @@ class Provider:
     wire: ClassVar[WireFormat]
     #: which OPTIONAL_FIELDS this provider can take at all
     accepts: ClassVar[frozenset[str]]
+    #: the ``metadata`` field the provider hands back unchanged in its callback
+    #: (Vidu ``payload``, Kling ``external_task_id``); None if it has none
+    callback_reference: ClassVar[str | None] = None
+
+    @property
+    def takes_callbacks(self) -> bool:
+        """Whether a create can name a callback URL (``callback_url`` in ``accepts``)."""
+        return "callback_url" in self.accepts
 
     def check(self, request: VideoRequest) -> None:
         """Refuse a request this provider cannot take, before anything is read or sent."""
@@ -127,6 +135,21 @@ class Provider:
     def build(self, request: VideoRequest, images: Mapping[str, ImageData]) -> CreateBody:
         """The create body; ``images`` holds the loaded ``image``/``last_frame``."""
         raise NotImplementedError
+
+    def with_callback(self, body: CreateBody, url: str, reference: str) -> CreateBody:
+        """``body`` with ``metadata.callback_url`` and our ``reference`` of the job added.
+
+        What the request's ``extra`` already put there wins: a user who sets
+        ``payload`` himself keeps it.
+        """
+        if body.json is None or not self.takes_callbacks:
+            return body
+        given = body.json.get("metadata")
+        metadata: dict[str, object] = dict(given) if isinstance(given, Mapping) else {}
+        metadata.setdefault("callback_url", url)
+        if self.callback_reference is not None:
+            metadata.setdefault(self.callback_reference, reference)
+        return attrs.evolve(body, json={**body.json, "metadata": metadata})
 
     def parse(
         self,

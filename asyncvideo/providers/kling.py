@@ -1,4 +1,9 @@
-"""Kling over the generations format; the last frame goes in ``metadata.image_tail``."""
+"""Kling over the generations format; the last frame goes in ``metadata.image_tail``.
+
+A callback URL goes in ``metadata.callback_url``: the new-api relay decodes
+``metadata`` over Kling's native create body, which has ``callback_url`` and
+``external_task_id``.
+"""
 
 from __future__ import annotations
 
@@ -18,8 +23,11 @@ class KlingProvider(Provider):
     name: ClassVar[str] = "kling"
     wire: ClassVar[WireFormat] = "generations"
     accepts: ClassVar[frozenset[str]] = frozenset(
-        {"seconds", "size", "fps", "seed", "negative_prompt", "image", "last_frame"}
+        {"seconds", "size", "fps", "seed", "negative_prompt", "image", "last_frame", "callback_url"}
     )
+    #: Kling's own API echoes ``external_task_id`` in its callback (new-api maps
+    #: ``metadata`` onto Kling's create body, so both fields reach it)
+    callback_reference: ClassVar[str | None] = "external_task_id"
 
     def build(self, request: VideoRequest, images: Mapping[str, ImageData]) -> CreateBody:
         metadata: dict[str, object] = {}
@@ -29,4 +37,6 @@ class KlingProvider(Provider):
             metadata["negative_prompt"] = request.negative_prompt
         if "last_frame" in images:
             metadata["image_tail"] = image_as_url_or_base64(images["last_frame"])
+        if request.callback_url is not None:
+            metadata["callback_url"] = request.callback_url
         return CreateBody(json=generations_body(request, images, metadata))

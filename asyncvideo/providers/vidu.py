@@ -20,6 +20,7 @@ class ViduProvider(Provider):
     accepts: ClassVar[frozenset[str]] = frozenset(
         {"seconds", "size", "resolution", "seed", "image", "callback_url"}
     )
+    callback_reference: ClassVar[str | None] = "payload"
 
     def build(self, request: VideoRequest, images: Mapping[str, ImageData]) -> CreateBody:
         metadata: dict[str, object] = {}

@@ -472,9 +472,10 @@ class Client:
         Args:
             job: the callback's snapshot (its ``provider`` and ``id`` are used).
             token: our reference of the job (the ``asyncvideo_token`` query
-                parameter of the callback URL). A token known to name another
-                task is refused, so a callback is never matched on the
-                sender's task id alone when ours says otherwise.
+                parameter of the callback URL). It decides which job is woken:
+                a provider behind a relay names its own task id, not the
+                relay's. A callback whose body names another of our tasks than
+                its token does is refused.
 
         Returns:
             True if a ``wait``, ``generate`` or batch of this client is
@@ -486,7 +487,14 @@ class Client:
         """
         if token is not None:
             named = self._callback_tasks.task_for(token)
-            if named is not None and named != (job.provider, job.id):
+            tasks = self._callback_tasks
+            # Refused only when the body names another task of ours: behind a relay,
+            # Vidu and Kling call back with their own task id, which only our token maps.
+            if (
+                named is not None
+                and named != (job.provider, job.id)
+                and tasks.expects_callback(job.provider, job.id)
+            ):
                 logger.warning(
                     "callback for %s task %s carries the reference of task %s: ignored",
                     job.provider,

@@ -69,10 +69,11 @@ from typing import TYPE_CHECKING
 
 import attrs
 
+from ._callbacks import CALLBACK_TOKEN_PARAM
 from ._clock import Clock, SystemClock
 from ._models import DEFAULT_MAX_RESPONSE_BYTES, Job
 from .errors import ProtocolError, ValidationError, WebhookVerificationError
-from .providers import Router
+from .providers import PROVIDERS, Router
 from .providers._parse import as_text, parse_json_object, parse_task
 
 if TYPE_CHECKING:
@@ -115,9 +116,12 @@ _MAX_REMEMBERED = 65_536
 # callbacks carry no model. The first key present wins.
 _PROVIDER_BY_KEY = (("creations", "vidu"), ("task_result", "kling"))
 _DEFAULT_ROUTER = Router()
-# TODO(merge hookc): take these from the client side's definitions.
-TOKEN_PARAM = "asyncvideo_token"
-_TOKEN_FIELDS = ("payload",)
+# Where a provider's own callback echoes the create's pass-through field: at the
+# top (Vidu ``payload``) or under ``task_info`` (Kling ``external_task_id``).
+_REFERENCE_FIELDS = tuple(
+    sorted({p.callback_reference for p in PROVIDERS.values() if p.callback_reference})
+)
+_REFERENCE_CONTAINERS = ("task_info",)
 
 logger = logging.getLogger("asyncvideo")
 
@@ -442,14 +446,18 @@ def _nothing() -> None:
 
 def _token_in(payload: Mapping[str, object], query: Mapping[str, str] | None) -> str | None:
     """Our reference of the job: the callback URL's query parameter, else a pass-through field."""
-    if query is not None:
-        token = as_text(query.get(TOKEN_PARAM))
-        if token:
-            return token
-    for key in _TOKEN_FIELDS:
-        token = as_text(payload.get(key))
-        if token:
-            return token
+    token = as_text(query.get(CALLBACK_TOKEN_PARAM)) if query is not None else None
+    if token:
+        return token
+    places = [payload]
+    places += [
+        inner for key in _REFERENCE_CONTAINERS if isinstance(inner := payload.get(key), dict)
+    ]
+    for place in places:
+        for field in _REFERENCE_FIELDS:
+            token = as_text(place.get(field))
+            if token:
+                return token
     return None
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
+import io
 import json
 import logging
 import socket
@@ -637,6 +638,27 @@ async def test_an_unsigned_receiver_still_ignores_repeated_deliveries(
         assert bad.status == 400
 
 
+async def test_klings_reference_is_read_from_its_task_info(
+    held: HeldClock, held_gateway: FakeGateway
+) -> None:
+    async with Client(
+        api_key=KEY, base_url=held_gateway.url, clock=held, webhook_url=REMOTE_HOOK
+    ) as client:
+        receiver = WebhookReceiver(client)
+        job = await client.submit(prompt="a cat", model="kling-v1", idempotency_key="ref-k")
+        # Kling's own id, not the gateway's: only the reference names our job.
+        body = {**KLING_CALLBACK, "task_info": {"external_task_id": "ref-k"}}
+        async with anyio.create_task_group() as group:
+            group.start_soon(client.wait, job)
+            await _settle()
+            held.advance(25.0)
+            result = await receiver.handle(_body(body), {})
+        assert result.woken is True
+        assert result.job is not None
+        assert result.job.id == KLING_CALLBACK["task_id"] != job.id
+        assert _statuses(held_gateway) == 1
+
+
 class HookServer:
     """A real aiohttp server on loopback with :func:`webhooks.aiohttp_app` mounted in it."""
 
@@ -689,12 +711,12 @@ async def _wired(
         yield gw, client
 
 
-def _generate(group: TaskGroup, client: Client, output: Path) -> list[Path]:
+def _generate(group: TaskGroup, client: Client, output: Path, model: str = "viduq1") -> list[Path]:
     """Start ``client.generate`` in ``group``; the list gets its path when it returns."""
     paths: list[Path] = []
 
     async def generate() -> None:
-        paths.append(await client.generate(prompt="a", model="viduq1", output=output))
+        paths.append(await client.generate(prompt="a", model=model, output=output))
 
     group.start_soon(generate)
     return paths
@@ -754,7 +776,8 @@ async def test_end_to_end_stale_and_replayed_posts_are_refused(
             # The same signed bytes under a new delivery id are still the same delivery.
             copy = {**genuine, DELIVERY_HEADER: "d3"}
             assert (await post(copy))[1]["duplicate"] is True
-            async with http.post(url, data=b"x" * (5 * 1024 * 1024)) as response:
+            too_big = io.BytesIO(b"x" * (5 * 1024 * 1024))
+            async with http.post(url, data=too_big) as response:
                 assert response.status == 413  # bounded before it is read whole
         assert _statuses(gw) == 1
 
@@ -777,13 +800,14 @@ async def test_end_to_end_dropped_callbacks_are_caught_by_the_safety_poll(
         assert gw.stats.downloads_completed == 1
 
 
-async def test_end_to_end_vidu_behind_a_relay_is_matched_by_our_reference(
-    held: HeldClock, hook_server: HookServer, tmp_path: Path
+@pytest.mark.parametrize("model", ["viduq1", "kling-v1"])
+async def test_end_to_end_behind_a_relay_the_callback_is_matched_by_our_reference(
+    held: HeldClock, hook_server: HookServer, tmp_path: Path, model: str
 ) -> None:
-    # Behind new-api, Vidu calls back itself, naming its own task id, not the relay's.
+    # Behind new-api, Vidu and Kling call back themselves, naming their own task id.
     async with _wired(hook_server, held, profile="new-api", content_lag=0.0) as (gw, client):
         async with anyio.create_task_group() as group:
-            paths = _generate(group, client, tmp_path)
+            paths = _generate(group, client, tmp_path, model)
             await _settle()
             held.advance(25.0)
             await _until(lambda: bool(paths))

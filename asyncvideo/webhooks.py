@@ -283,13 +283,13 @@ class WebhookVerifier:
         Raises:
             WebhookVerificationError: see the module docstring; nothing is remembered.
         """
-        checked = self.check(body, headers, now=now)
-        self.remember(checked)
+        checked = self._check(body, headers, now=now)
+        self._remember(checked)
 
-    def check(
+    def _check(
         self, body: bytes, headers: Mapping[str, str] | None, *, now: float | None = None
     ) -> _Checked:
-        """Like :meth:`verify` without remembering: the caller remembers once it acts."""
+        """Like :meth:`verify` without remembering: the receiver remembers once it acts."""
         lowered = _lowered(headers)
         stamp = lowered.get(TIMESTAMP_HEADER.lower())
         header = lowered.get(SIGNATURE_HEADER.lower())
@@ -320,7 +320,7 @@ class WebhookVerifier:
             raise _refuse("replayed", "this delivery was already accepted")
         return _Checked(timestamp, delivery, matched)
 
-    def remember(self, checked: _Checked) -> None:
+    def _remember(self, checked: _Checked) -> None:
         """Refuse this delivery (its id and its signature) from now on, within the window."""
         # Past the window a copy is refused as stale anyway.
         until = checked.timestamp + self.tolerance
@@ -517,13 +517,13 @@ class WebhookReceiver:
         if self._verifier is not None:
             verifier = self._verifier
             try:
-                checked = verifier.check(body, headers)
+                checked = verifier._check(body, headers)
             except WebhookVerificationError as exc:
                 if exc.reason == "replayed":
                     return WebhookResult(status=200, duplicate=True, reason=exc.reason), _nothing
                 logger.info("%s", exc)
                 return WebhookResult(status=401, reason=exc.reason), _nothing
-            return None, lambda: verifier.remember(checked)
+            return None, lambda: verifier._remember(checked)
         try:
             delivery = _delivery_id(_lowered(headers))
         except WebhookVerificationError as exc:

@@ -25,36 +25,14 @@ from asyncvideo.errors import ConfigurationError, JobTimeoutError
 from asyncvideo.providers import PROVIDERS
 from asyncvideo.testing import FakeGateway
 
+from .conftest import HeldClock
+
 pytestmark = pytest.mark.anyio
 
 KEY = "sk-hook-test-key-0123456789"
 SECRET = "whsec-very-secret-value-42"
 #: never delivered: the FakeGateway only calls back to loopback URLs
 REMOTE_HOOK = "https://app.example/hooks/video?tenant=7"
-
-
-class HeldClock(ManualClock):
-    """A ManualClock whose ``sleep`` waits until :meth:`advance` moves time past its end."""
-
-    def __init__(self) -> None:
-        super().__init__(start=1_700_000_000.0)
-        self._moved = asyncio.Event()
-
-    def advance(self, seconds: float) -> None:
-        super().advance(seconds)
-        moved, self._moved = self._moved, asyncio.Event()
-        moved.set()
-
-    async def sleep(self, seconds: float) -> None:
-        end = self.monotonic() + seconds
-        while self.monotonic() < end:
-            await self._moved.wait()
-        await anyio.lowlevel.checkpoint()
-
-
-@pytest.fixture
-def held() -> HeldClock:
-    return HeldClock()
 
 
 @pytest.fixture

@@ -40,7 +40,7 @@ from asyncvideo.webhooks import (
     sign,
 )
 
-from .test_webhook_wiring import HeldClock
+from .conftest import HeldClock
 
 pytestmark = pytest.mark.anyio
 
@@ -540,12 +540,6 @@ def test_fake_webhook_knobs_are_validated() -> None:
 # -- the receiver and the aiohttp sub-app, wired to a client ---------------------------------
 
 REMOTE_HOOK = "https://app.example/hooks/video"  # never called: the fake calls loopback only
-
-
-@pytest.fixture
-def held() -> HeldClock:
-    """A ManualClock whose sleeps wait for the test: the poller sleeps as in production."""
-    return HeldClock()
 
 
 @pytest.fixture

@@ -486,8 +486,8 @@ class Client:
             True
         """
         if token is not None:
-            named = self._callback_tasks.task_for(token)
             tasks = self._callback_tasks
+            named = tasks.task_for(token)
             # Refused only when the body names another task of ours: behind a relay,
             # Vidu and Kling call back with their own task id, which only our token maps.
             if (

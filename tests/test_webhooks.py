@@ -531,6 +531,13 @@ async def test_fake_drops_duplicates_delays_and_forges_on_demand(clock: ManualCl
     assert caught.value.reason == "signature"
 
 
+def test_the_standalone_fake_signs_callbacks_when_asked() -> None:
+    from asyncvideo.testing.__main__ import _config, _parser
+
+    assert _config(_parser().parse_args([])).webhook_secret is None
+    assert _config(_parser().parse_args(["--webhook-secret", SECRET])).webhook_secret == SECRET
+
+
 def test_fake_webhook_knobs_are_validated() -> None:
     for bad in ({"webhook_drop_rate": 1.5}, {"webhook_retries": -1}, {"webhook_secret": ""}):
         with pytest.raises(ValueError):  # noqa: PT011 - attrs' own messages

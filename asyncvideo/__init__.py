@@ -11,6 +11,7 @@ One clip is one ``await``; hundreds of clips at once are safe, fast and cheap::
 from __future__ import annotations
 
 from . import errors as errors
+from . import webhooks as webhooks
 from ._batch import Batch as Batch
 from ._client import Client as Client
 from ._clock import Clock as Clock
@@ -94,4 +95,5 @@ __all__ = [
     "errors",
     "event_from_dict",
     "read_requests",
+    "webhooks",
 ]

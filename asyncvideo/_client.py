@@ -578,10 +578,10 @@ class Client:
         Args:
             job: the callback's snapshot (its ``provider`` and ``id`` are used).
             token: our reference of the job (the ``asyncvideo_token`` query
-                parameter of the callback URL). A token this client gave out
-                decides which job is woken, whatever task id the body names
-                (relays re-number tasks), so a callback is never matched on
-                the sender's id alone when ours says otherwise.
+                parameter of the callback URL). It decides which job is woken:
+                a provider behind a relay names its own task id, not the
+                relay's. A callback whose body names another of our tasks than
+                its token does is refused.
 
         Returns:
             True if a ``wait``, ``generate`` or batch of this client (or of a
@@ -594,16 +594,22 @@ class Client:
         """
         target = (job.provider, job.id)
         if token is not None:
-            named = self._callback_tasks.task_for(token)
-            if named is not None and named != target:
-                # Relays re-number tasks (new-api gives its own id; Vidu calls back with
-                # Vidu's): our reference decides, and the woken poll asks by our id.
-                logger.debug(
-                    "callback names %s task %s; our reference names task %s",
+            tasks = self._callback_tasks
+            named = tasks.task_for(token)
+            # Refused only when the body names another task of ours: behind a relay,
+            # Vidu and Kling call back with their own task id, which only our token maps.
+            if (
+                named is not None
+                and named != (job.provider, job.id)
+                and tasks.expects_callback(job.provider, job.id)
+            ):
+                logger.warning(
+                    "callback for %s task %s carries the reference of task %s: ignored",
                     job.provider,
                     printable(job.id),
                     printable(named[1]),
                 )
+                return False
             target = named or target
         woken = False
         for poller in list(self._pollers):  # every one: the same job may wait in several

@@ -20,6 +20,7 @@ from ._validators import optional, positive_int, positive_number
 from .errors import JobFailedError, ValidationError
 
 __all__ = [
+    "DEFAULT_MAX_RESPONSE_BYTES",
     "ImageInput",
     "Job",
     "JobError",
@@ -33,6 +34,8 @@ __all__ = [
 #: An image given as a URL (``http://``, ``https://`` or ``data:``), a path, or raw bytes.
 ImageInput: TypeAlias = str | bytes | os.PathLike[str]
 
+#: ``Limits.max_response_bytes`` by default; webhook bodies get the same bound.
+DEFAULT_MAX_RESPONSE_BYTES = 4 * 1024 * 1024
 _URL_PREFIXES = ("http://", "https://", "data:")
 _SIZE_RE = re.compile(r"^\s*(\d{2,5})\s*[xX*\u00d7]\s*(\d{2,5})\s*$")
 
@@ -323,7 +326,9 @@ class Limits(JSONForm):
         default=None, validator=optional(positive_number)
     )
     max_connections: int = attrs.field(default=100, validator=positive_int)
-    max_response_bytes: int = attrs.field(default=4 * 1024 * 1024, validator=positive_int)
+    max_response_bytes: int = attrs.field(
+        default=DEFAULT_MAX_RESPONSE_BYTES, validator=positive_int
+    )
 
 
 publish(VideoRequest, VideoRequestFields, JobError, Job, Outcome, Limits)

@@ -26,8 +26,10 @@ idempotency key, ``retry_after``) and never the API key::
     ├── DownloadError              the file could not be fetched or verified
     │   ├── VideoExpiredError      the video URL is past expires_at
     │   └── IntegrityError         wrong length, or the body is not an MP4
-    └── OutputError                the file system refused: not a folder, read-only, full
-                                   (carries the path; also an OSError)
+    ├── OutputError                the file system refused: not a folder, read-only, full
+    │                              (carries the path; also an OSError)
+    └── WebhookVerificationError   a callback whose signature, timestamp or delivery id
+                                   does not check out (carries the reason); nothing changed
 
 **Which errors stop a batch** is a property of the class: ``stops_batch``.
 In ``Client.generate_many`` one job's error is that job's
@@ -72,6 +74,7 @@ __all__ = [
     "TransportError",
     "ValidationError",
     "VideoExpiredError",
+    "WebhookVerificationError",
 ]
 
 
@@ -325,3 +328,23 @@ class VideoExpiredError(DownloadError):
 
 class IntegrityError(DownloadError):
     """The downloaded body is not the video: short, too long, or not an MP4."""
+
+
+class WebhookVerificationError(AsyncVideoError):
+    """A webhook callback failed verification, so it was not acted on.
+
+    Raised by :mod:`asyncvideo.webhooks` before the body is read: nothing was
+    parsed, no job was woken and no request was sent. The message names what
+    failed, never the secret or the signature.
+
+    Attributes:
+        reason: what failed: ``"missing"`` (no timestamp or signature header),
+            ``"malformed"`` (a header that cannot be read), ``"stale"`` or
+            ``"future"`` (the timestamp is outside the tolerance), ``"signature"``
+            (no signature matches any secret) or ``"replayed"`` (this delivery
+            was already accepted; a receiver answers it 200 so the sender stops).
+    """
+
+    def __init__(self, message: str, *, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason

@@ -14,7 +14,8 @@ seconds at ``time_scale`` 0.05, i.e. 1-3 s of wall time) with
 
 - ``polling``: a client without ``webhook_url``: the seeds' schedule.
 - ``callbacks``: ``Client(webhook_url=...)`` pointing at a loopback aiohttp
-  endpoint in the child that hands each callback to ``client.notify``; the
+  endpoint in the child that hands each callback to
+  ``asyncvideo.webhooks.WebhookReceiver`` (which calls ``client.notify``); the
   gateway POSTs the callback when a task ends (its sweep looks every 10 ms
   of real time). Jobs are then polled at the safety interval
   (``callback_interval``, 60 s x 0.05 = 3 s) and woken by each callback.
@@ -70,20 +71,18 @@ MODEL = "viduq1"
 
 
 async def _receiver(client_box: list[Client]) -> tuple[str, web.AppRunner]:
-    """A loopback endpoint that passes each callback to ``client.notify``; (url, runner)."""
+    """A loopback endpoint handing each callback to the SDK's receiver; (url, runner)."""
     from aiohttp import web
 
-    from asyncvideo._callbacks import token_from_callback_url
-    from asyncvideo.providers import PROVIDERS
+    from asyncvideo.webhooks import WebhookReceiver
 
-    provider = PROVIDERS["vidu"]
+    receivers: list[WebhookReceiver] = []
 
     async def handle(request: web.Request) -> web.Response:
-        client = client_box[0]
-        body = await request.json()
-        job = provider.parse(body, model=MODEL)
-        client.notify(job, token=token_from_callback_url(str(request.rel_url)))
-        return web.Response(text="ok")
+        if not receivers:  # the client exists only once the URL is known
+            receivers.append(WebhookReceiver(client_box[0]))
+        result = await receivers[0].handle(await request.read(), request.headers, request.query)
+        return web.Response(status=result.status)
 
     app = web.Application()
     app.router.add_post("/hook", handle)

@@ -11,8 +11,11 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
+import asyncio  # noqa: E402
 from collections.abc import AsyncIterator, Callable  # noqa: E402
 from typing import Any  # noqa: E402
+
+import anyio.lowlevel  # noqa: E402
 
 from asyncvideo import Client, ManualClock, RetryPolicy  # noqa: E402
 from asyncvideo.testing import FakeGateway  # noqa: E402
@@ -59,3 +62,31 @@ async def make_client(gateway: FakeGateway, clock: ManualClock) -> AsyncIterator
 @pytest.fixture
 def client(make_client: ClientFactory) -> Client:
     return make_client()
+
+
+class HeldClock(ManualClock):
+    """A ManualClock whose ``sleep`` waits until :meth:`advance` moves time past its end.
+
+    The poller then sleeps as it does in production, so a webhook callback has a
+    sleep to cut short (a plain ManualClock would jump to the next poll at once).
+    """
+
+    def __init__(self) -> None:
+        super().__init__(start=1_700_000_000.0)
+        self._moved = asyncio.Event()
+
+    def advance(self, seconds: float) -> None:
+        super().advance(seconds)
+        moved, self._moved = self._moved, asyncio.Event()
+        moved.set()
+
+    async def sleep(self, seconds: float) -> None:
+        end = self.monotonic() + seconds
+        while self.monotonic() < end:
+            await self._moved.wait()
+        await anyio.lowlevel.checkpoint()
+
+
+@pytest.fixture
+def held() -> HeldClock:
+    return HeldClock()

@@ -38,6 +38,15 @@ def test_errors_all_is_sorted_and_complete() -> None:
     assert classes == set(errors.__all__)
 
 
+def test_webhooks_all_is_sorted_and_complete() -> None:
+    from asyncvideo import webhooks
+
+    assert webhooks.__all__ == isort_style(webhooks.__all__)
+    for name in webhooks.__all__:
+        assert hasattr(webhooks, name), name
+    assert webhooks.WebhookReceiver.__module__ == "asyncvideo.webhooks"
+
+
 def test_reprs_name_the_public_module() -> None:
     for name in (
         "Client",

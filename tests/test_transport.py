@@ -57,7 +57,9 @@ def test_only_the_transport_imports_aiohttp() -> None:
             if any(name.split(".")[0] in ("aiohttp", "yarl") for name in names):
                 importers.add(path.relative_to(PACKAGE).as_posix())
     outside = {name for name in importers if not name.startswith(("_transport/", "testing/"))}
-    assert outside == set()
+    # The webhook sub-app is an aiohttp *server* (aiohttp_app); the client's requests
+    # still all go through the transport.
+    assert outside == {"webhooks.py"}
     assert "_transport/_aiohttp.py" in importers
 
 

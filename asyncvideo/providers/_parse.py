@@ -73,6 +73,15 @@ _ID_KEYS = ("task_id", "id", "video_id")
 # The new-api relay's TaskDto says submit_time/finish_time (Unix seconds).
 _CREATED_KEYS = ("created_at", "submit_time")
 _COMPLETED_KEYS = ("completed_at", "finished_at", "finish_time")
+# Flat keys a failed task's reason comes in: the relays' ``fail_reason``, Kling's
+# ``task_status_msg``, and Vidu's ``err_code``, which is all Vidu says (it is a code).
+_FAILURE_TEXT_KEYS = (
+    "fail_reason",
+    "failure_reason",
+    "error_message",
+    "task_status_msg",
+    "err_code",
+)
 # Seconds since 1970 stay below this until the year 5138; larger numbers are milliseconds.
 _MS_THRESHOLD = 1e11
 
@@ -220,10 +229,11 @@ def _parse_job_error(payload: Mapping[str, object]) -> JobError | None:
         return None
     if isinstance(error, str) and error.strip():
         return JobError(code=None, message=error.strip())
-    for key in ("fail_reason", "failure_reason", "error_message"):
+    for key in _FAILURE_TEXT_KEYS:
         text = as_text(payload.get(key))
         if text:
-            return JobError(code=as_text(payload.get("error_code")), message=text)
+            code = as_text(payload.get("error_code")) or as_text(payload.get("err_code"))
+            return JobError(code=code, message=text)
     return None
 
 

@@ -41,6 +41,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--capture-requests", type=int, default=0, help="requests kept for inspection"
     )
+    parser.add_argument(
+        "--webhook-secret", default=None, help="sign callbacks (asyncvideo.webhooks' scheme)"
+    )
     return parser
 
 
@@ -63,6 +66,7 @@ def _config(args: argparse.Namespace) -> GatewayConfig:
         poll_after_ms=args.poll_after_ms,
         capture_requests=args.capture_requests,
         latency=args.latency,
+        webhook_secret=args.webhook_secret,
     )
 
 

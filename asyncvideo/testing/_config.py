@@ -116,6 +116,18 @@ class GatewayConfig:
         content_encoding: encode videos so on the wire whatever the client asks
             for; ``None`` = the profile's habit (LiteLLM gzips when the client
             accepts gzip; the others send them as they are).
+        webhook_secret: sign callbacks with this secret (the scheme of
+            :mod:`asyncvideo.webhooks`); ``None`` = unsigned.
+        webhook_retries: further attempts of a callback answered non-2xx or
+            not at all.
+        webhook_backoff: clock seconds before the first retry; doubled for each next.
+        webhook_delay: clock seconds between a task ending and its callback.
+        webhook_drop_rate: the chance a callback is never sent (drawn from ``seed``).
+        webhook_duplicate_rate: the chance a callback is sent twice, the same
+            delivery byte for byte.
+        webhook_forge_rate: the chance that, when a task is created, a forged
+            callback claiming it succeeded is sent at once, signed with a
+            wrong secret.
     """
 
     host: str = "127.0.0.1"
@@ -172,6 +184,13 @@ class GatewayConfig:
     content_encoding: ContentEncoding | None = attrs.field(
         default=None, validator=v.optional(v.in_(("identity", "gzip")))
     )
+    webhook_secret: str | None = attrs.field(default=None, validator=v.optional(v.min_len(1)))
+    webhook_retries: int = attrs.field(default=3, validator=[v.instance_of(int), v.ge(0)])
+    webhook_backoff: float = attrs.field(default=1.0, validator=v.ge(0.0))
+    webhook_delay: float = attrs.field(default=0.0, validator=v.ge(0.0))
+    webhook_drop_rate: float = attrs.field(default=0.0, validator=_fraction)
+    webhook_duplicate_rate: float = attrs.field(default=0.0, validator=_fraction)
+    webhook_forge_rate: float = attrs.field(default=0.0, validator=_fraction)
 
     @property
     def effective_content_lag(self) -> float:

@@ -37,7 +37,15 @@ from ._serve import stream_video
 from ._stats import CapturedRequest, GatewayStats
 from ._tasks import Family, Phase, Provider, Task, TaskError, new_task_id, provider_for
 from ._webhooks import WebhookSender, is_loopback_url
-from ._wire import ErrorKind, View, create_body, error_body, html_error, status_body
+from ._wire import (
+    CALLBACK_BODIES,
+    ErrorKind,
+    View,
+    create_body,
+    error_body,
+    html_error,
+    status_body,
+)
 
 __all__ = ["FakeGateway"]
 
@@ -163,7 +171,7 @@ class FakeGateway:
         self._scripted = ScriptedFailures()
         self._drops = DropBudget(self._config.drop_downloads)
         self._webhooks = WebhookSender(
-            now=lambda: self._config.clock.monotonic(), render=self._final_body, stats=self._stats
+            config=lambda: self._config, render=self._callback_body, stats=self._stats
         )
         self._runners: list[web.AppRunner] = []
         self._url = ""
@@ -555,8 +563,12 @@ class FakeGateway:
             url = f"{self._cdn_url}/files/{task.cdn_token}.mp4"
         return View(snapshot, url, expires_at, self._config)
 
-    def _final_body(self, task: Task) -> dict[str, object]:
+    def _callback_body(self, task: Task) -> dict[str, object]:
+        """What a task's callback carries: the provider's own body, else the gateway's job."""
         now = max(self._config.clock.monotonic(), task.ends_at)
+        render = CALLBACK_BODIES.get(task.provider)
+        if render is not None:
+            return render(task, self._view(task, now))
         return self._status_body(task.family, task, now)
 
     def _status_body(self, family: Family, task: Task, now: float) -> dict[str, object]:

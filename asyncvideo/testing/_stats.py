@@ -41,7 +41,12 @@ class GatewayStats:
         in_flight / max_in_flight: requests being served now / at most, per kind.
         max_active_tasks: most unfinished tasks at once, per API key.
         cdn_requests_with_auth: CDN requests carrying an Authorization header.
-        webhook_deliveries / webhook_failures: callback POSTs answered 2xx / not.
+        webhook_deliveries / webhook_failures: callback POSTs answered 2xx / not
+            (or not answered); forged ones are not counted here.
+        webhook_retries: callback POSTs that were retries of a failed one.
+        webhook_dropped: callbacks never sent (``webhook_drop_rate``).
+        webhook_duplicated: callbacks sent a second time (``webhook_duplicate_rate``).
+        webhook_forged: forged callbacks sent (``webhook_forge_rate``).
     """
 
     requests: dict[str, int] = attrs.field(factory=_per_kind)
@@ -64,6 +69,10 @@ class GatewayStats:
     cdn_requests_with_auth: int = 0
     webhook_deliveries: int = 0
     webhook_failures: int = 0
+    webhook_retries: int = 0
+    webhook_dropped: int = 0
+    webhook_duplicated: int = 0
+    webhook_forged: int = 0
 
     @property
     def total_requests(self) -> int:

@@ -26,6 +26,7 @@ from ._tasks import (
 )
 
 __all__ = [
+    "CALLBACK_BODIES",
     "ErrorKind",
     "View",
     "case_word",
@@ -209,6 +210,67 @@ def _generation_task(task: Task, view: View) -> Json:
     if error is not None:
         body["error"] = error
     return body
+
+
+def _vidu_callback_body(task: Task, view: View) -> Json:
+    """What Vidu POSTs to ``callback_url``: its own task body, whoever relayed the create.
+
+    A relay passes ``callback_url`` and ``payload`` (from ``metadata``) through
+    to Vidu, so the body names Vidu's task id, not the relay's, and echoes
+    ``payload`` (new-api ``relay/channel/task/vidu``; Vidu's task query shape).
+    """
+    failed = view.snapshot.phase is Phase.FAILED
+    metadata = task.params.get("metadata")
+    payload = metadata.get("payload") if isinstance(metadata, dict) else None
+    creations: list[Json] = []
+    if view.url is not None:
+        creations.append(
+            {
+                "id": f"{task.upstream_id or task.id}-0",
+                "url": view.url,
+                "cover_url": f"{view.url}.jpg",
+                "watermarked_url": view.url,
+            }
+        )
+    return {
+        "id": task.upstream_id or task.id,
+        "state": _status(NATIVE_WORDS[Provider.VIDU], view),
+        "err_code": task.error.code if failed and task.error is not None else "",
+        "credits": 4 if not failed else 0,
+        "payload": payload if isinstance(payload, str) else "",
+        "bgm": False,
+        "off_peak": False,
+        "creations": creations,
+    }
+
+
+def _kling_callback_body(task: Task, view: View) -> Json:
+    """What Kling POSTs to ``callback_url`` (its callback protocol): its own task, with
+    ``task_info.external_task_id`` echoing the create's; a relay passes both through."""
+    failed = view.snapshot.phase is Phase.FAILED
+    metadata = task.params.get("metadata")
+    external = metadata.get("external_task_id") if isinstance(metadata, dict) else None
+    videos: list[Json] = []
+    if view.url is not None:
+        videos.append(
+            {"id": f"{task.upstream_id or task.id}-0", "url": view.url, "duration": task.seconds}
+        )
+    return {
+        "task_id": task.upstream_id or task.id,
+        "task_status": _status(NATIVE_WORDS[Provider.KLING], view),
+        "task_status_msg": task.error.message if failed and task.error is not None else "",
+        "task_info": {"external_task_id": external} if isinstance(external, str) else {},
+        "created_at": int(task.created_at * 1000),
+        "updated_at": int(task.completed_at * 1000),
+        "task_result": {"videos": videos},
+    }
+
+
+#: Providers that call ``callback_url`` themselves, with a body of their own;
+#: the others' callbacks carry the gateway's job object.
+CALLBACK_BODIES: Mapping[Provider, Callable[[Task, View], Json]] = MappingProxyType(
+    {Provider.VIDU: _vidu_callback_body, Provider.KLING: _kling_callback_body}
+)
 
 
 _STATUS_RENDERERS: Mapping[Family, Callable[[Task, View], Json]] = MappingProxyType(

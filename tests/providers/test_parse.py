@@ -457,6 +457,8 @@ def test_protocol_errors_say_what_was_wrong() -> None:
         ({"failure_reason": "too long"}, None, "too long"),
         ({"error_message": "bad prompt", "error_code": 7}, "7", "bad prompt"),
         ({"fail_reason": "nsfw", "error_code": "1301"}, "1301", "nsfw"),
+        ({"task_status_msg": "risk control"}, None, "risk control"),  # Kling's callbacks
+        ({"err_code": "CreditInsufficient"}, "CreditInsufficient", "CreditInsufficient"),  # Vidu
         ({"error": {}}, None, "the gateway reported FAILURE"),
         ({}, None, "the gateway reported FAILURE"),
     ],

@@ -118,6 +118,8 @@ class Watch:
     due: float = math.inf
     #: woken while a poll was in flight: poll again at once if that poll finds it unfinished
     recheck: bool = False
+    #: when the latest poll a callback asked for goes (or went) out
+    woken_at: float = -math.inf
 
     def cancel(self) -> None:
         """Stop watching: the job is not polled again and the listener hears nothing more.
@@ -246,7 +248,10 @@ class Poller:
         listener hears. Waking a job whose poll is already due or in flight
         adds no request (if the poll in flight still finds the job unfinished,
         one more follows at once), so a burst of duplicate callbacks costs
-        one status request.
+        one status request. Woken polls of one job are at least the policy's
+        interval (``interval_at``) apart: a sender that keeps calling back
+        about an unfinished job gets it polled no more often than a job
+        without callbacks is.
 
         Returns:
             True if the job is being watched (and is polled now or already
@@ -259,12 +264,21 @@ class Poller:
         for watch in watches:
             if watch in self._in_flight:
                 watch.recheck = True
-            elif watch.scheduled and watch.due > now + watch.slack:
+                continue
+            due = self._woken_due(watch, now)
+            if watch.scheduled and watch.due > due + watch.slack:
                 self._stale += 1  # its old entry stays in the heap until popped
                 watch.at_deadline = False
-                self._schedule(watch, now)
-            # else: popped and waiting for a worker, which polls it next
+                watch.woken_at = due
+                self._schedule(watch, due)
+            # else: due by then anyway, or popped and waiting for a worker
         return True
+
+    @staticmethod
+    def _woken_due(watch: Watch, now: float) -> float:
+        """When a poll a callback asks for may go: now, unless one went too recently."""
+        gap = watch.policy.interval_at(max(now - watch.started, 0.0))
+        return max(now, watch.woken_at + gap)
 
     def _schedule_next(self, watch: Watch, now: float, delay: float, remaining: float) -> None:
         watch.at_deadline = delay >= remaining
@@ -410,7 +424,9 @@ class Poller:
         if job.state is not previous.state or job.progress != previous.progress:
             self._tell(watch, PollUpdate(job, previous))
         if watch.recheck:
-            delay = 0.0  # a callback arrived while this poll was out: look again
+            # A callback arrived while this poll was out: look again, as a woken poll.
+            watch.woken_at = self._woken_due(watch, now)
+            delay = watch.woken_at - now
         else:
             delay = watch.policy.next_delay(
                 max(elapsed, _AFTER_FIRST_POLL), self._rng, callback=watch.callback

@@ -216,14 +216,16 @@ def _delivery_id(headers: Mapping[str, str]) -> str | None:
     return value
 
 
-def _signatures(header: str) -> list[str]:
+def _signatures(header: str) -> list[bytes]:
+    """The ``v1=`` values, as bytes: a non-ASCII one (sent as raw header bytes) can only
+    fail to match, and ``hmac.compare_digest`` raises on non-ASCII text."""
     if len(header) > _MAX_HEADER_CHARS:
         raise _refuse("malformed", f"{SIGNATURE_HEADER} header too long")
     found = []
     for part in header.replace(",", " ").split():
         version, _, value = part.partition("=")
         if version == _VERSION and value:
-            found.append(value.lower())
+            found.append(value.lower().encode("utf-8", "surrogateescape"))
     if not found:
         raise _refuse("malformed", f"no {_VERSION}= value in {SIGNATURE_HEADER}")
     return found[:_MAX_SIGNATURES]
@@ -304,7 +306,7 @@ class WebhookVerifier:
         for secret in self._secrets:
             expected = _digest(secret, stamp, body)
             for value in given:
-                if hmac.compare_digest(expected, value):
+                if hmac.compare_digest(expected.encode("ascii"), value):
                     matched = expected
         if matched is None:
             raise _refuse("signature", "no signature matches")

@@ -1,0 +1,125 @@
+"""Hostile use of the web-app surfaces: callback senders, streams, refs, derived clients.
+
+Each test is named after the failure it pins. Hostile peers are real servers
+on loopback scripted for one fault; time is a HeldClock or ManualClock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import anyio
+import pytest
+from aiohttp import web
+
+from asyncvideo import Client, Job, JobState, webhooks
+from asyncvideo.testing import FakeGateway
+from asyncvideo.webhooks import DELIVERY_HEADER, WebhookReceiver, sign
+
+from .conftest import HeldClock
+
+pytestmark = pytest.mark.anyio
+
+KEY = "sk-hostile-test-key-0123456789"
+SECRET = "whsec-hostile-secret-0123456789"
+REMOTE_HOOK = "https://app.example/hooks/video"
+
+
+async def _settle() -> None:
+    for _ in range(20):
+        await asyncio.sleep(0.001)
+
+
+async def _until(check: Callable[[], bool], seconds: float = 5.0) -> None:
+    with anyio.fail_after(seconds):
+        while not check():  # noqa: ASYNC110 - the condition is a counter, not an event
+            await asyncio.sleep(0.005)
+
+
+def _statuses(gateway: FakeGateway) -> int:
+    return gateway.stats.requests["status"]
+
+
+@pytest.fixture
+async def held_gateway(held: HeldClock) -> AsyncIterator[FakeGateway]:
+    async with FakeGateway(clock=held, api_key=KEY, durations=200.0, video_bytes=16 * 1024) as gw:
+        yield gw
+
+
+async def _raw_post(port: int, path: str, headers: list[tuple[bytes, bytes]], body: bytes) -> int:
+    """POST with header bytes exactly as given (aiohttp's client would refuse some)."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    lines = [b"POST " + path.encode() + b" HTTP/1.1", b"Host: 127.0.0.1", b"Connection: close"]
+    lines += [name + b": " + value for name, value in headers]
+    lines.append(b"Content-Length: " + str(len(body)).encode())
+    writer.write(b"\r\n".join(lines) + b"\r\n\r\n" + body)
+    await writer.drain()
+    status_line = await reader.readline()
+    writer.close()
+    return int(status_line.split()[1])
+
+
+@pytest.fixture
+async def hook_app(held: HeldClock) -> AsyncIterator[tuple[int, Client]]:
+    async with Client(
+        api_key=KEY, base_url="http://127.0.0.1:9", clock=held, webhook_secret=SECRET
+    ) as client:
+        app = web.Application()
+        app.add_subapp("/hooks", webhooks.aiohttp_app(client))
+        runner = web.AppRunner(app)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        try:
+            yield runner.addresses[0][1], client
+        finally:
+            await runner.cleanup()
+
+
+# -- callback senders ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "signature",
+    ["v1=\u00e9".encode(), b"v1=" + b"\xff" * 64, b"v1=" + "é".encode() * 32],
+)
+async def test_a_non_ascii_signature_is_refused_not_a_server_error(
+    held: HeldClock, hook_app: tuple[int, Client], signature: bytes
+) -> None:
+    port, _ = hook_app
+    body = b'{"id": "task_1", "status": "completed"}'
+    headers = sign(body, SECRET, timestamp=held.time())
+    sent = [(b"X-Asyncvideo-Timestamp", headers["X-Asyncvideo-Timestamp"].encode())]
+    sent.append((b"X-Asyncvideo-Signature", signature))
+    assert await _raw_post(port, "/hooks", sent, body) == 401
+
+
+async def test_a_callback_storm_for_a_running_job_does_not_become_a_poll_loop(
+    held: HeldClock, held_gateway: FakeGateway
+) -> None:
+    async with Client(
+        api_key=KEY,
+        base_url=held_gateway.url,
+        clock=held,
+        webhook_url=REMOTE_HOOK,
+        webhook_secret=SECRET,
+    ) as client:
+        receiver = WebhookReceiver(client)
+        job = await client.submit(prompt="a", model="viduq1", idempotency_key="storm")
+        body = json.dumps({"id": job.id, "state": "processing", "payload": "storm"}).encode()
+        async with anyio.create_task_group() as group:
+            group.start_soon(client.wait, job)
+            await _settle()
+            for index in range(30):  # one distinct, validly signed delivery a second
+                headers = sign(body, SECRET, timestamp=held.time(), delivery_id=f"d{index}")
+                result = await receiver.handle(body, headers)
+                assert result.status == 200
+                await _settle()
+                held.advance(1.0)
+            polled = _statuses(held_gateway)
+            group.cancel_scope.cancel()
+    # Woken polls at least the first interval (5 s) apart: at 0, 5, ... 25 s.
+    assert polled == 6

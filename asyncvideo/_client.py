@@ -573,7 +573,9 @@ class Client:
         notification for a job whose poll is already due or in flight, or
         whose wait has ended, sends nothing, so duplicate callbacks cost one
         status request and never a second download.
-        Call it on the client's event loop (an aiohttp or ASGI handler runs there).
+        Call it on the client's event loop (an aiohttp or ASGI handler runs
+        there) or from another thread (a sync framework's handler): the poll
+        is then started on the client's loop.
 
         Args:
             job: the callback's snapshot (its ``provider`` and ``id`` are used).

@@ -51,6 +51,13 @@ _AFTER_FIRST_POLL = 1e-9
 _MAX_LAST_LOOK = 1.0
 
 
+def _running_loop() -> asyncio.AbstractEventLoop | None:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
+
+
 def _last_look(timeout: float) -> float:
     """Seconds a poll sent at (or just before) the deadline may still take: 5%, at most 1 s."""
     return min(_MAX_LAST_LOOK, 0.05 * timeout)
@@ -173,6 +180,8 @@ class Poller:
         #: (provider, task id) -> its live watches, for :meth:`wake`
         self._by_task: dict[tuple[str, str], set[Watch]] = {}
         self._task: asyncio.Task[None] | None = None
+        #: the loop the timer runs on: a wake from another thread is handed to it
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._workers: set[asyncio.Task[None]] = set()
         self._busy = 0  # workers alive, each with a poll in flight or about to be
         self._in_flight: set[Watch] = set()  # being polled, each to be cut at its cut_at
@@ -253,6 +262,9 @@ class Poller:
         about an unfinished job gets it polled no more often than a job
         without callbacks is.
 
+        Safe to call from another thread (a sync framework's handler): the
+        wake is then handed to the poller's event loop.
+
         Returns:
             True if the job is being watched (and is polled now or already
             is); False if it is not (unknown, or its watch has ended).
@@ -260,6 +272,13 @@ class Poller:
         watches = self._by_task.get((provider, task_id))
         if not watches:
             return False
+        loop = self._loop
+        if loop is not None and _running_loop() is not loop:
+            try:
+                loop.call_soon_threadsafe(self.wake, provider, task_id)
+            except RuntimeError:  # the loop is closed: nothing polls any more
+                return False
+            return True
         now = self._clock.monotonic()
         for watch in watches:
             if watch in self._in_flight:
@@ -295,7 +314,8 @@ class Poller:
     def _ensure_running(self) -> None:
         if self._task is None or self._task.done():
             self.starts += 1
-            self._task = asyncio.get_running_loop().create_task(self._run())
+            self._loop = asyncio.get_running_loop()
+            self._task = self._loop.create_task(self._run())
 
     # -- the timer -------------------------------------------------------------------------
 

@@ -123,3 +123,29 @@ async def test_a_callback_storm_for_a_running_job_does_not_become_a_poll_loop(
             group.cancel_scope.cancel()
     # Woken polls at least the first interval (5 s) apart: at 0, 5, ... 25 s.
     assert polled == 6
+
+
+# -- notify ----------------------------------------------------------------------------------
+
+
+async def test_notify_from_another_thread_wakes_the_wait(held: HeldClock) -> None:
+    async with (
+        FakeGateway(clock=held, api_key=KEY, durations=20.0) as gateway,
+        Client(api_key=KEY, base_url=gateway.url, clock=held, webhook_url=REMOTE_HOOK) as client,
+    ):
+        job = await client.submit(prompt="a", model="viduq1", idempotency_key="thread")
+        done: list[Job] = []
+
+        async def wait() -> None:
+            done.append(await client.wait(job))
+
+        async with anyio.create_task_group() as group:
+            group.start_soon(wait)
+            await _settle()
+            held.advance(25.0)  # the task has ended; the first safety poll is a minute away
+            snapshot = Job(id=job.id, model="viduq1", provider="vidu", state=JobState.SUCCEEDED)
+            woken = await anyio.to_thread.run_sync(lambda: client.notify(snapshot, token="thread"))
+            await _until(lambda: bool(done), seconds=2.0)
+    assert woken is True
+    assert done[0].state is JobState.SUCCEEDED
+    assert _statuses(gateway) == 1

@@ -13,7 +13,6 @@ from collections.abc import AsyncIterable, Iterable, Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import Unpack
-from urllib.parse import quote
 
 import anyio
 import attrs
@@ -61,7 +60,7 @@ from .errors import (
     ValidationError,
 )
 from .providers import PROVIDERS, CreateBody, Provider, Router
-from .providers._parse import DOT_SEGMENTS
+from .providers._parse import id_segment
 
 __all__ = ["Client"]
 
@@ -425,13 +424,14 @@ class Client:
         return job
 
     def _status_path(self, job: Job) -> str:
-        if job.id in DOT_SEGMENTS:
+        segment = id_segment(job.id)
+        if segment is None:
             # A URL library resolves a "." or ".." segment (percent-encoded or not)
             # into another path: GET /v1/videos/.. would ask for /v1/.
             raise ValidationError(f"task id {job.id!r} cannot name a task", field="task_id")
         provider = PROVIDERS[job.provider]
         template = self.gateway.endpoints(provider.wire).status
-        return template.replace("{id}", quote(job.id, safe=""))
+        return template.replace("{id}", segment)
 
     async def refresh(self, job: Job) -> Job:
         """Query the task once and return a new snapshot.

@@ -53,7 +53,7 @@ from collections.abc import AsyncGenerator, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import BinaryIO
-from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import anyio
 import attrs
@@ -73,9 +73,10 @@ from .errors import (
     IntegrityError,
     TimeoutError,
     TransportError,
+    ValidationError,
     VideoExpiredError,
 )
-from .providers._parse import parse_json_object
+from .providers._parse import id_segment, parse_json_object
 
 __all__ = [
     "VideoStream",
@@ -382,6 +383,7 @@ def _job_body(
         DownloadError: the job has not succeeded, has no video anywhere, or
             its URL cannot be used.
         VideoExpiredError: its ``expires_at`` has passed.
+        ValidationError: its id cannot be put in the content endpoint's URL.
     """
     job.raise_for_state()
     if job.state is not JobState.SUCCEEDED:
@@ -394,7 +396,10 @@ def _job_body(
         )
     sources = [job.video_url] if job.video_url and variant is None else []
     if content_path is not None:
-        content_url = connection.url(content_path.replace("{id}", quote(job.id, safe="")))
+        segment = id_segment(job.id)
+        if segment is None:
+            raise ValidationError(f"task id {job.id!r} cannot name a task", field="task_id")
+        content_url = connection.url(content_path.replace("{id}", segment))
         # A relay may give its own content endpoint as the video URL (new-api does for Sora).
         if content_url not in sources:
             sources.append(content_url)

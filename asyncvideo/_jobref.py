@@ -60,7 +60,7 @@ def read_ref(ref: str) -> JobRef:
     try:
         raw = base64.urlsafe_b64decode(body + "=" * (-len(body) % 4))
         parts = json.loads(raw.decode("utf-8"))
-    except (binascii.Error, ValueError) as exc:
+    except (binascii.Error, ValueError, RecursionError) as exc:
         raise ValidationError("job reference is damaged (not base64url JSON)", field="ref") from exc
     if (
         not isinstance(parts, list)

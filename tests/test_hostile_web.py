@@ -7,17 +7,18 @@ on loopback scripted for one fault; time is a HeldClock or ManualClock.
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 from collections.abc import AsyncIterator, Callable
-from typing import Any
 
 import anyio
 import pytest
 from aiohttp import web
 
-from asyncvideo import Client, Job, JobState, webhooks
+from asyncvideo import Client, Job, JobState, ManualClock, webhooks
+from asyncvideo.errors import CreateOutcomeUnknown, ValidationError
 from asyncvideo.testing import FakeGateway
-from asyncvideo.webhooks import DELIVERY_HEADER, WebhookReceiver, sign
+from asyncvideo.webhooks import WebhookReceiver, sign
 
 from .conftest import HeldClock
 
@@ -149,3 +150,65 @@ async def test_notify_from_another_thread_wakes_the_wait(held: HeldClock) -> Non
     assert woken is True
     assert done[0].state is JobState.SUCCEEDED
     assert _statuses(gateway) == 1
+
+
+# -- job refs ----------------------------------------------------------------------------------
+
+
+def _ref_of(encoded_json: bytes) -> str:
+    return "av1." + base64.urlsafe_b64encode(encoded_json).decode().rstrip("=")
+
+
+@pytest.fixture
+async def recorder() -> AsyncIterator[tuple[str, list[str]]]:
+    """A gateway that records each path and answers every request with a lone-surrogate id."""
+    paths: list[str] = []
+
+    async def record(request: web.Request) -> web.StreamResponse:
+        paths.append(request.raw_path)
+        return web.Response(body=b'{"id": "\\ud800", "status": "queued"}')
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", record)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    try:
+        yield f"http://127.0.0.1:{runner.addresses[0][1]}", paths
+    finally:
+        await runner.cleanup()
+
+
+@pytest.mark.parametrize(
+    "ref",
+    [
+        _ref_of(b"[" * 3000),  # nests past the JSON reader's recursion limit
+        _ref_of(json.dumps(["sora", "sora-2", "\ud800", "openai"]).encode()),
+    ],
+    ids=["deep", "lone-surrogate"],
+)
+async def test_a_hostile_ref_is_a_validation_error_before_any_request(
+    recorder: tuple[str, list[str]], ref: str
+) -> None:
+    url, paths = recorder
+    async with Client(api_key=KEY, base_url=url, clock=ManualClock()) as client:
+        with pytest.raises(ValidationError):
+            await client.get(ref)
+    assert paths == []
+
+
+async def test_a_create_answer_naming_an_unencodable_id_is_an_unknown_outcome(
+    recorder: tuple[str, list[str]],
+) -> None:
+    url, paths = recorder
+    async with Client(api_key=KEY, base_url=url, clock=ManualClock()) as client:
+        with pytest.raises(CreateOutcomeUnknown) as caught:
+            await client.submit(prompt="a cat", model="sora-2", idempotency_key="key-s")
+        assert caught.value.idempotency_key == "key-s"
+        job = Job(id="\ud800", model="sora-2", provider="sora", state=JobState.SUCCEEDED)
+        with pytest.raises(ValidationError):
+            await client.refresh(job)
+        with pytest.raises(ValidationError):
+            await client.open_video(job).__aenter__()
+    assert paths == ["/v1/videos"]

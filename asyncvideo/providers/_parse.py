@@ -13,6 +13,7 @@ import math
 import re
 from collections.abc import Mapping
 from datetime import UTC, datetime
+from urllib.parse import quote
 
 from .._logtext import printable
 from .._models import Job, JobError
@@ -47,6 +48,21 @@ logger = logging.getLogger("asyncvideo")
 #: Ids that no URL path segment can carry: URL libraries and servers resolve
 #: "." and ".." (even percent-encoded, RFC 3986 6.2.2) into another path.
 DOT_SEGMENTS = frozenset({".", ".."})
+
+
+def id_segment(task_id: str) -> str | None:
+    """``task_id`` quoted as one URL path segment, or None when no URL can carry it.
+
+    None for a dot segment (see :data:`DOT_SEGMENTS`) and for text with no
+    UTF-8 form: a lone surrogate, which a JSON ``"\\ud800"`` escape decodes to.
+    """
+    if task_id in DOT_SEGMENTS:
+        return None
+    try:
+        return quote(task_id, safe="")
+    except UnicodeEncodeError:
+        return None
+
 
 # Keys that carry a finished video's URL, most specific first. ``result_url`` is
 # the new-api relay's TaskDto field (older versions put the URL of a succeeded
@@ -313,7 +329,7 @@ def parse_task(
     job_id = known or body_id
     if not job_id:
         raise ProtocolError("the gateway's answer names no task id")
-    if job_id in DOT_SEGMENTS:
+    if id_segment(job_id) is None:
         raise ProtocolError(f"the gateway's answer names task {job_id!r}, which no URL can name")
     native = next((as_text(body.get(key)) for key in _STATUS_KEYS if as_text(body.get(key))), None)
     state = advance_state(previous.state if previous else None, parse_state(native))

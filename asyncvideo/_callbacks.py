@@ -80,12 +80,14 @@ def token_from_callback_url(url: str) -> str | None:
 class CallbackTasks:
     """Which tasks were created with the client's callback URL, and under which reference."""
 
-    __slots__ = ("_by_token", "_limit", "_tasks")
+    __slots__ = ("_by_token", "_early", "_limit", "_tasks")
 
     def __init__(self, limit: int = _MAX_REMEMBERED) -> None:
         self._limit = limit
         self._by_token: OrderedDict[str, tuple[str, str]] = OrderedDict()
         self._tasks: dict[tuple[str, str], str] = {}
+        #: tasks of ours whose callback came while nothing waited for them
+        self._early: set[tuple[str, str]] = set()
 
     def __len__(self) -> int:
         return len(self._by_token)
@@ -101,12 +103,14 @@ class CallbackTasks:
         while len(self._by_token) > self._limit:
             _, dropped = self._by_token.popitem(last=False)
             self._tasks.pop(dropped, None)
+            self._early.discard(dropped)
 
     def forget(self, provider: str, task_id: str) -> None:
         """Drop a task that has ended: its late callbacks find no watch either way."""
         token = self._tasks.pop((provider, task_id), None)
         if token is not None:
             self._by_token.pop(token, None)
+        self._early.discard((provider, task_id))
 
     def task_for(self, token: str) -> tuple[str, str] | None:
         """The ``(provider, task id)`` our reference ``token`` named, if remembered."""
@@ -115,3 +119,18 @@ class CallbackTasks:
     def expects_callback(self, provider: str, task_id: str) -> bool:
         """Whether this task's create carried the client's callback URL."""
         return (provider, task_id) in self._tasks
+
+    def called_back_early(self, provider: str, task_id: str) -> None:
+        """Note that this task's callback came before any wait for it began.
+
+        Only tasks remembered here are noted, so the set is bounded like them.
+        """
+        if (provider, task_id) in self._tasks:
+            self._early.add((provider, task_id))
+
+    def take_early(self, provider: str, task_id: str) -> bool:
+        """Whether a callback for this task came before its wait (asked once)."""
+        if (provider, task_id) not in self._early:
+            return False
+        self._early.discard((provider, task_id))
+        return True

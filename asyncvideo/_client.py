@@ -559,9 +559,14 @@ class Client:
                 callbacks.forget(job.provider, job.id)
             listener(update)
 
-        return self._poller.watch(
+        watch = self._poller.watch(
             job, policy=policy, deadline=deadline, listener=forget_when_ended, callback=True
         )
+        if callbacks.take_early(job.provider, job.id):
+            # It called back between its create and this wait (an on_event handler or a
+            # journal write ran in between): poll now, not after the safety interval.
+            self._poller.wake(job.provider, job.id)
+        return watch
 
     def notify(self, job: Job, *, token: str | None = None) -> bool:
         """Have a watched job polled at once: a verified callback says it changed.
@@ -572,7 +577,9 @@ class Client:
         one status query that decides, before anything is downloaded. A
         notification for a job whose poll is already due or in flight, or
         whose wait has ended, sends nothing, so duplicate callbacks cost one
-        status request and never a second download.
+        status request and never a second download. A callback for a task of
+        this client that nobody waits for yet (it came between the create and
+        the wait) is remembered: the wait that starts later polls at once.
         Call it on the client's event loop (an aiohttp or ASGI handler runs
         there) or from another thread (a sync framework's handler): the poll
         is then started on the client's loop.
@@ -595,8 +602,8 @@ class Client:
             True
         """
         target = (job.provider, job.id)
+        tasks = self._callback_tasks
         if token is not None:
-            tasks = self._callback_tasks
             named = tasks.task_for(token)
             # Refused only when the body names another task of ours: behind a relay,
             # Vidu and Kling call back with their own task id, which only our token maps.
@@ -616,6 +623,8 @@ class Client:
         woken = False
         for poller in list(self._pollers):  # every one: the same job may wait in several
             woken = poller.wake(*target) or woken
+        if not woken:
+            tasks.called_back_early(*target)  # a wait that starts later polls at once
         return woken
 
     async def download(

@@ -212,3 +212,28 @@ async def test_a_create_answer_naming_an_unencodable_id_is_an_unknown_outcome(
         with pytest.raises(ValidationError):
             await client.open_video(job).__aenter__()
     assert paths == ["/v1/videos"]
+
+
+async def test_a_callback_that_arrives_before_the_wait_starts_is_not_lost(held: HeldClock) -> None:
+    # The task ends and calls back while the create's caller is still busy (an
+    # on_event handler, a journal write): the wait that follows must not sleep
+    # through the safety interval for a callback that already came.
+    async with (
+        FakeGateway(clock=held, api_key=KEY, durations=20.0) as gateway,
+        Client(api_key=KEY, base_url=gateway.url, clock=held, webhook_url=REMOTE_HOOK) as client,
+    ):
+        job = await client.submit(prompt="a", model="viduq1", idempotency_key="early")
+        held.advance(25.0)
+        upstream = Job(id="vidu-own-id", model="viduq1", provider="vidu", state=JobState.SUCCEEDED)
+        assert client.notify(upstream, token="early") is False  # nobody waits yet
+        done: list[Job] = []
+
+        async def wait() -> None:
+            done.append(await client.wait(job))
+
+        async with anyio.create_task_group() as group:
+            group.start_soon(wait)
+            await _until(lambda: bool(done), seconds=2.0)
+    assert done[0].state is JobState.SUCCEEDED
+    assert _statuses(gateway) == 1
+    assert held.monotonic() == 25.0  # no safety interval was waited for

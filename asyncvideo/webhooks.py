@@ -477,11 +477,15 @@ class WebhookReceiver:
         secret: the shared secret, or several while rotating; default: the
             client's ``webhook_secret``. Without any, callbacks are not
             verified (they still only trigger a confirming status query) and
-            repeats are recognised by their delivery id alone.
+            repeats are recognised by their delivery id alone. An empty one
+            is refused, not taken for "none".
         tolerance: seconds a signed timestamp may be from now, either way.
         clock: "now" for timestamps (default: the client's clock).
         max_body_bytes: the largest body read (default: the client's
             ``Limits.max_response_bytes``).
+
+    Raises:
+        ValidationError: ``secret`` is empty (``""``, or no secrets at all).
 
     Example:
         >>> receiver = WebhookReceiver(client)  # doctest: +SKIP
@@ -502,8 +506,11 @@ class WebhookReceiver:
         self._client = client
         self._clock: Clock = clock or client.clock
         secret = secret if secret is not None else client.webhook_secret
+        # An empty secret given on purpose is an error (see _as_list), never "unsigned".
         self._verifier = (
-            WebhookVerifier(secret, tolerance=tolerance, clock=self._clock) if secret else None
+            None
+            if secret is None
+            else WebhookVerifier(secret, tolerance=tolerance, clock=self._clock)
         )
         self._tolerance = float(tolerance)
         self._unsigned_seen = _Seen(_MAX_REMEMBERED)

@@ -237,3 +237,16 @@ async def test_a_callback_that_arrives_before_the_wait_starts_is_not_lost(held: 
     assert done[0].state is JobState.SUCCEEDED
     assert _statuses(gateway) == 1
     assert held.monotonic() == 25.0  # no safety interval was waited for
+
+
+@pytest.mark.parametrize("secret", ["", []], ids=["empty-text", "empty-list"])
+async def test_an_empty_receiver_secret_is_refused_not_a_silent_unsigned_receiver(
+    secret: str | list[str],
+) -> None:
+    # secret=os.environ.get("HOOK_SECRET", "") with the variable unset must not turn
+    # verification off without a word.
+    async with Client(api_key=KEY, base_url="http://127.0.0.1:9") as client:
+        with pytest.raises(ValidationError):
+            WebhookReceiver(client, secret=secret)
+        with pytest.raises(ValidationError):
+            webhooks.aiohttp_app(client, secret=secret)

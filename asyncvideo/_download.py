@@ -3,8 +3,9 @@
 One path fetches every video body, :class:`_VideoBody`. It tries the job's
 sources in order (its own URL, usually a CDN, then the gateway's content
 endpoint: a CDN link can lapse before ``expires_at`` says), retries each with
-the one retry decision, resumes a dropped connection with ``Range``/``If-Range``,
-and checks the bytes as they pass: a JSON or HTML page is refused by its
+the one retry decision, resumes a dropped connection with ``Range``/``If-Range``
+(a range sent under another ``ETag`` than the bytes before it, from a server
+that ignored ``If-Range``, is never spliced on), and checks the bytes as they pass: a JSON or HTML page is refused by its
 type, a fresh body must start with an ``ftyp`` box before any byte of it is
 handed on, it must have the announced length, and its top-level boxes must add
 up to that length and hold a ``moov`` box (the index no player can do
@@ -309,6 +310,13 @@ class _VideoBody:
             )
         encoded = _is_encoded(response)
         start = _body_start(response, self.offset, asked=asked)
+        validator = (
+            None
+            if encoded
+            else (response.headers.get("ETag") or response.headers.get("Last-Modified"))
+        )
+        if start and validator is not None and validator != self._validator:
+            start = None  # the server ignored If-Range: the rest of another version
         if start is None:
             self._validator = None  # ask for the whole body next time
             raise TransportError(
@@ -320,11 +328,7 @@ class _VideoBody:
             self._start_over(f"the server sent it again from byte {start}")
         self._head = b""
         total = None if encoded else _expected_total(response, start)
-        self._validator = (
-            None
-            if encoded
-            else (response.headers.get("ETag") or response.headers.get("Last-Modified"))
-        )
+        self._validator = validator
         if not start:
             self.content_length = total
             untyped = content_type.partition(";")[0].strip().lower() in _UNTYPED

@@ -10,14 +10,15 @@ import asyncio
 import base64
 import json
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 
 import anyio
 import pytest
 from aiohttp import web
 
 from asyncvideo import Client, Job, JobState, ManualClock, webhooks
-from asyncvideo.errors import CreateOutcomeUnknown, ValidationError
-from asyncvideo.testing import FakeGateway
+from asyncvideo.errors import CreateOutcomeUnknown, DownloadError, ValidationError
+from asyncvideo.testing import FakeGateway, make_mp4
 from asyncvideo.webhooks import WebhookReceiver, sign
 
 from .conftest import HeldClock
@@ -250,3 +251,83 @@ async def test_an_empty_receiver_secret_is_refused_not_a_silent_unsigned_receive
             WebhookReceiver(client, secret=secret)
         with pytest.raises(ValidationError):
             webhooks.aiohttp_app(client, secret=secret)
+
+
+# -- streams -----------------------------------------------------------------------------------
+
+VIDEO_V1 = make_mp4(40_000, "version 1")
+VIDEO_V2 = make_mp4(40_000, "version 2")
+
+
+@pytest.fixture
+async def changing_cdn() -> AsyncIterator[tuple[str, list[web.Request]]]:
+    """A CDN that drops the first answer at 12,000 bytes of v1, then ignores If-Range:
+    it answers the resume with 206 and the rest of v2, under v2's ETag."""
+    seen: list[web.Request] = []
+
+    async def serve(request: web.Request) -> web.StreamResponse:
+        seen.append(request)
+        if "Range" not in request.headers and len(seen) == 1:
+            response = web.StreamResponse(
+                headers={"Content-Length": str(len(VIDEO_V1)), "ETag": '"v1"'}
+            )
+            response.content_type = "video/mp4"
+            await response.prepare(request)
+            await response.write(VIDEO_V1[:12_000])
+            assert request.transport is not None
+            request.transport.close()
+            return response
+        if "Range" not in request.headers:
+            return web.Response(body=VIDEO_V2, content_type="video/mp4", headers={"ETag": '"v2"'})
+        start = int(request.headers["Range"][6:].rstrip("-"))
+        end = len(VIDEO_V2) - 1
+        return web.Response(
+            status=206,
+            body=VIDEO_V2[start:],
+            content_type="video/mp4",
+            headers={"ETag": '"v2"', "Content-Range": f"bytes {start}-{end}/{end + 1}"},
+        )
+
+    app = web.Application()
+    app.router.add_get("/{name:.*}", serve)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    try:
+        yield f"http://127.0.0.1:{runner.addresses[0][1]}/", seen
+    finally:
+        await runner.cleanup()
+
+
+def _cdn_client(url: str) -> Client:
+    return Client(api_key=KEY, base_url=url, clock=ManualClock())
+
+
+def _cdn_job(url: str) -> Job:
+    return Job(
+        id="t1", model="kling-v1", provider="kling", state=JobState.SUCCEEDED, video_url=url + "v"
+    )
+
+
+async def test_a_resume_under_another_etag_is_not_spliced_into_the_stream(
+    changing_cdn: tuple[str, list[web.Request]],
+) -> None:
+    url, seen = changing_cdn
+    yielded: list[bytes] = []
+    async with _cdn_client(url) as client:
+        with pytest.raises(DownloadError):
+            async with client.open_video(_cdn_job(url)) as stream:
+                async for chunk in stream:
+                    yielded.append(chunk)  # noqa: PERF401 (kept up to the error)
+    assert b"".join(yielded) == VIDEO_V1[:12_000]  # no byte of v2 after v1's
+    assert [r.headers.get("If-Range") for r in seen] == [None, '"v1"']
+
+
+async def test_a_resume_under_another_etag_restarts_the_file(
+    changing_cdn: tuple[str, list[web.Request]], tmp_path: Path
+) -> None:
+    url, _ = changing_cdn
+    async with _cdn_client(url) as client:
+        path = await client.download(_cdn_job(url), tmp_path / "v.mp4")
+    assert path.read_bytes() == VIDEO_V2  # whole, one version

@@ -300,6 +300,12 @@ async def changing_cdn() -> AsyncIterator[tuple[str, list[web.Request]]]:
         await runner.cleanup()
 
 
+async def _stream_into(client: Client, job: Job, into: list[bytes]) -> None:
+    async with client.open_video(job) as stream:
+        async for chunk in stream:
+            into.append(chunk)  # noqa: PERF401 (kept as they come, up to an error)
+
+
 def _cdn_client(url: str) -> Client:
     return Client(api_key=KEY, base_url=url, clock=ManualClock())
 
@@ -317,9 +323,7 @@ async def test_a_resume_under_another_etag_is_not_spliced_into_the_stream(
     yielded: list[bytes] = []
     async with _cdn_client(url) as client:
         with pytest.raises(DownloadError):
-            async with client.open_video(_cdn_job(url)) as stream:
-                async for chunk in stream:
-                    yielded.append(chunk)  # noqa: PERF401 (kept up to the error)
+            await _stream_into(client, _cdn_job(url), yielded)
     assert b"".join(yielded) == VIDEO_V1[:12_000]  # no byte of v2 after v1's
     assert [r.headers.get("If-Range") for r in seen] == [None, '"v1"']
 

@@ -9,7 +9,8 @@ that ignored ``If-Range``, is never spliced on), and checks the bytes as they
 pass: a JSON or HTML page is refused by its type, a fresh body must start
 with an ``ftyp`` box before any byte of it is handed on, it must have the
 announced length, and its top-level boxes must add up to that length and hold
-a ``moov`` box (the index no player can do without). Memory does not grow with file size. Two readers share it:
+a ``moov`` box (the index no player can do without). Memory does not grow
+with file size. Two readers share it:
 
 * :func:`download_job` writes the body to ``<dest>.part`` beside the
   destination, then fsyncs it and renames it into place, so a JSON error page

@@ -316,8 +316,8 @@ class _VideoBody:
             if encoded
             else (response.headers.get("ETag") or response.headers.get("Last-Modified"))
         )
-        if start and validator is not None and validator != self._validator:
-            start = None  # the server ignored If-Range: the rest of another version
+        if start and not self._continues(response, start, validator):
+            start = None
         if start is None:
             self._validator = None  # ask for the whole body next time
             raise TransportError(
@@ -335,6 +335,18 @@ class _VideoBody:
             untyped = content_type.partition(";")[0].strip().lower() in _UNTYPED
             self.content_type = "video/mp4" if untyped else content_type
         return total
+
+    def _continues(self, response: HTTPResponse, start: int, validator: str | None) -> bool:
+        """Whether a range is the rest of the same version as the bytes handed on.
+
+        A server that ignores ``If-Range`` answers under the new version's
+        validator; one whose file changed under the same validator, with
+        another total length.
+        """
+        if validator is not None and validator != self._validator:
+            return False
+        total = _expected_total(response, start)
+        return total is None or self.content_length is None or total == self.content_length
 
     def _past_head(self, received: bytes) -> bytes:
         """Hold a fresh body's bytes until its first box header shows an MP4."""

@@ -335,3 +335,47 @@ async def test_a_resume_under_another_etag_restarts_the_file(
     async with _cdn_client(url) as client:
         path = await client.download(_cdn_job(url), tmp_path / "v.mp4")
     assert path.read_bytes() == VIDEO_V2  # whole, one version
+
+
+async def test_a_resume_announcing_another_total_length_is_not_spliced_into_the_stream() -> None:
+    # Same ETag, but the range says the file is 50,000 bytes where the first answer
+    # said 40,000: a web response already sent Content-Length 40,000.
+    seen: list[web.Request] = []
+
+    async def serve(request: web.Request) -> web.StreamResponse:
+        seen.append(request)
+        if "Range" not in request.headers:
+            response = web.StreamResponse(
+                headers={"Content-Length": str(len(VIDEO_V1)), "ETag": '"v1"'}
+            )
+            response.content_type = "video/mp4"
+            await response.prepare(request)
+            await response.write(VIDEO_V1[:12_000])
+            assert request.transport is not None
+            request.transport.close()
+            return response
+        longer = VIDEO_V1 + bytes(10_000)
+        return web.Response(
+            status=206,
+            body=longer[12_000:],
+            content_type="video/mp4",
+            headers={
+                "ETag": '"v1"',
+                "Content-Range": f"bytes 12000-{len(longer) - 1}/{len(longer)}",
+            },
+        )
+
+    app = web.Application()
+    app.router.add_get("/{name:.*}", serve)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    url = f"http://127.0.0.1:{runner.addresses[0][1]}/"
+    yielded: list[bytes] = []
+    try:
+        async with _cdn_client(url) as client:
+            with pytest.raises(DownloadError):
+                await _stream_into(client, _cdn_job(url), yielded)
+    finally:
+        await runner.cleanup()
+    assert b"".join(yielded) == VIDEO_V1[:12_000]

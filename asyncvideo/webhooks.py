@@ -160,10 +160,24 @@ def sign(
         ``X-Asyncvideo-Timestamp``, ``X-Asyncvideo-Signature`` and, with an id,
         ``X-Asyncvideo-Delivery``.
 
+    Raises:
+        ValidationError: an empty secret, or a timestamp that is not finite
+            Unix seconds (negative, NaN, past 12 digits).
+
     Example:
         >>> sign(b"{}", "s3cret", timestamp=1767225600)[SIGNATURE_HEADER][:3]
         'v1='
     """
+    if not (
+        isinstance(timestamp, int | float)
+        and math.isfinite(timestamp)
+        and 0 <= timestamp < 10**_MAX_TIMESTAMP_DIGITS
+    ):
+        # The verifier reads up to 12 digits and nothing else: such a stamp could never pass.
+        raise ValidationError(
+            "timestamp must be Unix seconds: a finite number from 0 to 10**12",
+            field="timestamp",
+        )
     stamp = str(math.floor(timestamp))
     signatures = ", ".join(f"{_VERSION}={_digest(s, stamp, body)}" for s in _as_list(secret))
     headers = {TIMESTAMP_HEADER: stamp, SIGNATURE_HEADER: signatures}

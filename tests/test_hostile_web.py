@@ -379,3 +379,9 @@ async def test_a_resume_announcing_another_total_length_is_not_spliced_into_the_
     finally:
         await runner.cleanup()
     assert b"".join(yielded) == VIDEO_V1[:12_000]
+
+
+@pytest.mark.parametrize("timestamp", [float("nan"), float("inf"), -1.0, 1e13])
+def test_sign_refuses_a_timestamp_no_receiver_could_read(timestamp: float) -> None:
+    with pytest.raises(ValidationError):
+        sign(b"{}", SECRET, timestamp=timestamp)

@@ -258,9 +258,10 @@ class Poller:
         adds no request (if the poll in flight still finds the job unfinished,
         one more follows at once), so a burst of duplicate callbacks costs
         one status request. Woken polls of one job are at least the policy's
-        interval (``interval_at``) apart: a sender that keeps calling back
-        about an unfinished job gets it polled no more often than a job
-        without callbacks is.
+        first interval (``interval_at(0)``, 5 s) apart: a sender that keeps
+        calling back about an unfinished job gets it polled no more often
+        than a young job without callbacks is, and a real callback after a
+        storm waits at most that long.
 
         Safe to call from another thread (a sync framework's handler): the
         wake is then handed to the poller's event loop.
@@ -296,8 +297,7 @@ class Poller:
     @staticmethod
     def _woken_due(watch: Watch, now: float) -> float:
         """When a poll a callback asks for may go: now, unless one went too recently."""
-        gap = watch.policy.interval_at(max(now - watch.started, 0.0))
-        return max(now, watch.woken_at + gap)
+        return max(now, watch.woken_at + watch.policy.interval_at(0.0))
 
     def _schedule_next(self, watch: Watch, now: float, delay: float, remaining: float) -> None:
         watch.at_deadline = delay >= remaining

@@ -134,6 +134,13 @@ def _digest(secret: str, timestamp: str, body: bytes) -> str:
     return hmac.new(secret.encode("utf-8"), signed, hashlib.sha256).hexdigest()
 
 
+def _seconds(value: float, field: str) -> float:
+    """``value`` as a positive finite number of seconds, or ValidationError."""
+    if not (isinstance(value, int | float) and math.isfinite(value) and value > 0):
+        raise ValidationError(f"{field} must be a positive number of seconds", field=field)
+    return float(value)
+
+
 def _as_list(secret: str | Sequence[str]) -> tuple[str, ...]:
     secrets = (secret,) if isinstance(secret, str) else tuple(secret)
     if not secrets or not all(isinstance(s, str) and s for s in secrets):
@@ -274,12 +281,8 @@ class WebhookVerifier:
         tolerance: float = DEFAULT_TOLERANCE,
         clock: Clock | None = None,
     ) -> None:
-        if not (isinstance(tolerance, int | float) and math.isfinite(tolerance) and tolerance > 0):
-            raise ValidationError(
-                "tolerance must be a positive number of seconds", field="tolerance"
-            )
+        self.tolerance = _seconds(tolerance, "tolerance")
         self._secrets = _as_list(secret)
-        self.tolerance = float(tolerance)
         self._clock: Clock = clock or SystemClock()
         self._seen = _Seen(_MAX_REMEMBERED)
 
@@ -298,6 +301,7 @@ class WebhookVerifier:
 
         Raises:
             WebhookVerificationError: see the module docstring; nothing is remembered.
+            ValidationError: ``now`` is not a finite number.
         """
         checked = self._check(body, headers, now=now)
         self._remember(checked)
@@ -325,6 +329,9 @@ class WebhookVerifier:
         if matched is None:
             raise _refuse("signature", "no signature matches")
         now = self._clock.time() if now is None else now
+        if not (isinstance(now, int | float) and math.isfinite(now)):
+            # Every comparison with NaN is false: no timestamp would be too old.
+            raise ValidationError("now must be a finite Unix time", field="now")
         self._seen.prune(now)
         timestamp = float(stamp)
         if now - timestamp > self.tolerance:
@@ -499,7 +506,8 @@ class WebhookReceiver:
             ``Limits.max_response_bytes``).
 
     Raises:
-        ValidationError: ``secret`` is empty (``""``, or no secrets at all).
+        ValidationError: ``secret`` is empty (``""``, or no secrets at all),
+            or ``tolerance`` is not a positive number of seconds.
 
     Example:
         >>> receiver = WebhookReceiver(client)  # doctest: +SKIP
@@ -526,7 +534,7 @@ class WebhookReceiver:
             if secret is None
             else WebhookVerifier(secret, tolerance=tolerance, clock=self._clock)
         )
-        self._tolerance = float(tolerance)
+        self._tolerance = _seconds(tolerance, "tolerance")
         self._unsigned_seen = _Seen(_MAX_REMEMBERED)
         self.max_body_bytes = max_body_bytes or client.limits.max_response_bytes
 

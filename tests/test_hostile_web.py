@@ -385,3 +385,17 @@ async def test_a_resume_announcing_another_total_length_is_not_spliced_into_the_
 def test_sign_refuses_a_timestamp_no_receiver_could_read(timestamp: float) -> None:
     with pytest.raises(ValidationError):
         sign(b"{}", SECRET, timestamp=timestamp)
+
+
+async def test_an_unsigned_receiver_refuses_a_tolerance_that_breaks_its_replay_memory() -> None:
+    async with Client(api_key=KEY, base_url="http://127.0.0.1:9") as client:
+        for tolerance in (float("nan"), float("inf"), 0.0, -5.0):
+            with pytest.raises(ValidationError):
+                WebhookReceiver(client, tolerance=tolerance)
+
+
+def test_verify_with_a_nan_now_refuses_instead_of_accepting_any_timestamp() -> None:
+    verifier = webhooks.WebhookVerifier(SECRET)
+    stale = sign(b"{}", SECRET, timestamp=1.0)
+    with pytest.raises(ValidationError):
+        verifier.verify(b"{}", stale, now=float("nan"))

@@ -29,6 +29,10 @@ __all__ = [
 #: The query parameter of the callback URL that carries our reference of the job.
 CALLBACK_TOKEN_PARAM = "asyncvideo_token"
 
+#: References of callbacks that came before their create's answer, at most (a
+#: sender that makes them up fills this, never the references of our tasks).
+_MAX_EARLY_TOKENS = 1024
+
 #: References remembered at most (the oldest go first; about 300 bytes each): a
 #: web app that submits without waiting must not grow without bound. A task is
 #: forgotten anyway once a wait sees it end; a reference forgotten early only
@@ -80,7 +84,7 @@ def token_from_callback_url(url: str) -> str | None:
 class CallbackTasks:
     """Which tasks were created with the client's callback URL, and under which reference."""
 
-    __slots__ = ("_by_token", "_early", "_limit", "_tasks")
+    __slots__ = ("_by_token", "_early", "_early_tokens", "_limit", "_tasks")
 
     def __init__(self, limit: int = _MAX_REMEMBERED) -> None:
         self._limit = limit
@@ -88,6 +92,8 @@ class CallbackTasks:
         self._tasks: dict[tuple[str, str], str] = {}
         #: tasks of ours whose callback came while nothing waited for them
         self._early: set[tuple[str, str]] = set()
+        #: references whose callback came before the create's answer named their task
+        self._early_tokens: OrderedDict[str, None] = OrderedDict()
 
     def __len__(self) -> int:
         return len(self._by_token)
@@ -100,6 +106,9 @@ class CallbackTasks:
             self._tasks.pop(old, None)
         self._by_token[token] = task
         self._tasks[task] = token
+        if token in self._early_tokens:  # its callback beat the create's answer
+            del self._early_tokens[token]
+            self._early.add(task)
         while len(self._by_token) > self._limit:
             _, dropped = self._by_token.popitem(last=False)
             self._tasks.pop(dropped, None)
@@ -120,13 +129,20 @@ class CallbackTasks:
         """Whether this task's create carried the client's callback URL."""
         return (provider, task_id) in self._tasks
 
-    def called_back_early(self, provider: str, task_id: str) -> None:
+    def called_back_early(self, provider: str, task_id: str, token: str | None = None) -> None:
         """Note that this task's callback came before any wait for it began.
 
-        Only tasks remembered here are noted, so the set is bounded like them.
+        Only tasks remembered here are noted, so the set is bounded like them;
+        a ``token`` that names no task yet (the create's answer is still on its
+        way) is kept among the last 1,024 such.
         """
         if (provider, task_id) in self._tasks:
             self._early.add((provider, task_id))
+        elif token is not None and token not in self._by_token:
+            self._early_tokens[token] = None
+            self._early_tokens.move_to_end(token)
+            if len(self._early_tokens) > _MAX_EARLY_TOKENS:
+                self._early_tokens.popitem(last=False)
 
     def take_early(self, provider: str, task_id: str) -> bool:
         """Whether a callback for this task came before its wait (asked once)."""

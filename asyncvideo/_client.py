@@ -624,7 +624,7 @@ class Client:
         for poller in list(self._pollers):  # every one: the same job may wait in several
             woken = poller.wake(*target) or woken
         if not woken:
-            tasks.called_back_early(*target)  # a wait that starts later polls at once
+            tasks.called_back_early(*target, token)  # a wait that starts later polls at once
         return woken
 
     async def download(

@@ -399,3 +399,28 @@ def test_verify_with_a_nan_now_refuses_instead_of_accepting_any_timestamp() -> N
     stale = sign(b"{}", SECRET, timestamp=1.0)
     with pytest.raises(ValidationError):
         verifier.verify(b"{}", stale, now=float("nan"))
+
+
+async def test_a_callback_that_beats_the_create_answer_is_not_lost(held: HeldClock) -> None:
+    # A task that fails at once can call back before the create's answer arrives,
+    # when our reference names no task yet.
+    async with (
+        FakeGateway(clock=held, api_key=KEY, durations=20.0, latency=0.05) as gateway,
+        Client(api_key=KEY, base_url=gateway.url, clock=held, webhook_url=REMOTE_HOOK) as client,
+    ):
+        submitted: list[Job] = []
+
+        async def submit() -> None:
+            submitted.append(await client.submit(prompt="a", model="viduq1", idempotency_key="k"))
+
+        async with anyio.create_task_group() as group:
+            group.start_soon(submit)
+            await _until(lambda: gateway.stats.in_flight["create"] == 1)
+            upstream = Job(id="vidu-own", model="viduq1", provider="vidu", state=JobState.FAILED)
+            assert client.notify(upstream, token="k") is False
+        held.advance(25.0)
+        with anyio.fail_after(2.0):
+            done = await client.wait(submitted[0])
+    assert done.state is JobState.SUCCEEDED
+    assert _statuses(gateway) == 1
+    assert held.monotonic() == 25.0

@@ -578,8 +578,9 @@ class Client:
         notification for a job whose poll is already due or in flight, or
         whose wait has ended, sends nothing, so duplicate callbacks cost one
         status request and never a second download. A callback for a task of
-        this client that nobody waits for yet (it came between the create and
-        the wait) is remembered: the wait that starts later polls at once.
+        this client that nobody waits for yet (it came before the create's
+        answer, or before the wait) is remembered: the wait that starts later
+        polls at once.
         Call it on the client's event loop (an aiohttp or ASGI handler runs
         there) or from another thread (a sync framework's handler): the poll
         is then started on the client's loop.

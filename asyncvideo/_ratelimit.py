@@ -9,7 +9,8 @@ from .errors import TimeoutError
 
 __all__ = ["AdaptiveRateLimiter"]
 
-# How far back sends are counted to estimate the current rate when no rate is set yet.
+# How far back sends are counted to estimate the current rate when no rate is set yet:
+# one second, so the count of sends in it is the rate per second.
 _ESTIMATE_WINDOW = 1.0
 
 
@@ -96,8 +97,7 @@ class AdaptiveRateLimiter:
             return
         self._last_cut = now
         if self._rate is None:
-            observed = len(self._recent) / _ESTIMATE_WINDOW
-            self._rate = max(self._floor, observed * self._decrease)
+            self._rate = max(self._floor, len(self._recent) * self._decrease)
             self._recent.clear()
         else:
             self._rate = max(self._floor, self._rate * self._decrease)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections import deque
 
 from ._clock import Clock
@@ -48,7 +49,7 @@ class AdaptiveRateLimiter:
         self._rate: float | None = ceiling
         self._next_slot = 0.0
         self._blocked_until = 0.0
-        self._last_cut = -1.0
+        self._last_cut = -math.inf  # no cut yet
         self._recent: deque[float] = deque()
         self.throttle_count = 0
 
@@ -90,7 +91,7 @@ class AdaptiveRateLimiter:
         """A request let through at ``sent_at`` was answered 429."""
         now = self._clock.monotonic()
         self.throttle_count += 1
-        if retry_after is not None and retry_after > 0:
+        if retry_after is not None:  # one of 0 or less holds nothing: a turn is never before now
             self._blocked_until = max(self._blocked_until, now + retry_after)
         # Sent at or before the last cut: it went out under the old rate, already halved.
         if sent_at <= self._last_cut:

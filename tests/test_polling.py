@@ -114,3 +114,20 @@ def test_scaled_retry_policy_scales_every_time_and_nothing_else() -> None:
         not_ready_window=30.0,
         download_rate_window=15.0,
     )
+
+
+class EdgeDraws(random.Random):
+    """Always draws one end of the range asked for: the extremes of the jitter, exactly."""
+
+    def __init__(self, *, top: bool) -> None:
+        super().__init__(0)
+        self.top = top
+
+    def uniform(self, a: float, b: float) -> float:
+        return b if self.top else a
+
+
+def test_jitter_spreads_a_delay_by_the_fraction_either_way() -> None:
+    policy = PollPolicy()
+    assert policy.next_delay(40.0, EdgeDraws(top=True)) == pytest.approx(11.0)
+    assert policy.next_delay(40.0, EdgeDraws(top=False)) == pytest.approx(9.0)

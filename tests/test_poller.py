@@ -14,7 +14,18 @@ import anyio
 import anyio.lowlevel
 import pytest
 
-from asyncvideo import Client, Job, JobState, ManualClock, PollPolicy, RetryPolicy, errors
+from asyncvideo import (
+    AiohttpTransport,
+    Client,
+    Job,
+    JobState,
+    ManualClock,
+    PollPolicy,
+    RetryPolicy,
+    errors,
+)
+from asyncvideo._poller import PollUpdate
+from asyncvideo._transport import HTTPRequest, HTTPResponse
 from asyncvideo.testing import FakeGateway
 
 pytestmark = pytest.mark.anyio
@@ -285,3 +296,60 @@ async def test_a_nan_timeout_is_refused(client: Client, gateway: FakeGateway) ->
     with pytest.raises(errors.ValidationError, match="NaN"):
         await client.wait(job, timeout=float("nan"))
     assert gateway.stats.requests["status"] == 0
+
+
+async def test_aclose_right_after_a_watch_ends_it_as_closed(
+    client: Client, gateway: FakeGateway
+) -> None:
+    job = await client.submit(prompt="slow", model="kling-v1")
+    updates: list[PollUpdate] = []
+    client._poller.watch(job, policy=EXACT, deadline=600.0, listener=updates.append)
+    await client.aclose()  # before the poller's timer task ever ran
+    assert [str(update.error) for update in updates] == ["the client was closed"]
+    assert updates[0].final
+    assert poller_tasks() == []  # nothing of the poller outlives aclose
+    assert gateway.stats.requests["status"] == 0
+
+
+class ClosingTransport:
+    """The default transport, noting whether the client closed it."""
+
+    def __init__(self) -> None:
+        self.inner = AiohttpTransport()
+        self.closed = False
+
+    async def send(self, request: HTTPRequest) -> HTTPResponse:
+        return await self.inner.send(request)
+
+    async def aclose(self) -> None:
+        self.closed = True
+        await self.inner.aclose()
+
+
+async def test_aclose_from_a_cancelled_scope_still_ends_the_polls_and_closes(
+    gateway: FakeGateway, clock: RecordingClock
+) -> None:
+    gateway.set_config(durations=10_000.0)
+    transport = ClosingTransport()
+    client = Client(
+        api_key=gateway.api_key, base_url=gateway.url, clock=clock, seed=1, transport=transport
+    )
+    (job,) = await submit_many(client, 1)
+    outcome: list[BaseException] = []
+
+    async def wait() -> None:
+        try:
+            await client.wait(job)
+        except errors.AsyncVideoError as exc:
+            outcome.append(exc)
+
+    async with anyio.create_task_group() as group:
+        group.start_soon(wait)
+        while not clock.sleeps:
+            await anyio.lowlevel.checkpoint()
+        with anyio.CancelScope() as scope:
+            scope.cancel()  # the closer is itself being cancelled: closing still completes
+            await client.aclose()
+        assert poller_tasks() == []
+    assert "closed" in str(outcome[0])
+    assert transport.closed

@@ -253,7 +253,7 @@ async def test_aclose_stops_the_poller_and_ends_waits(
             await anyio.lowlevel.checkpoint()
         assert poller_tasks()
         await client.aclose()
-    assert "closed" in str(outcome[0])
+    assert str(outcome[0]) == "the client's poller stopped; the client was closed"
     await settle()
     assert poller_tasks() == []
     with pytest.raises(errors.AsyncVideoError, match="closed"):

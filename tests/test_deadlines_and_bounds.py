@@ -161,8 +161,13 @@ async def test_point_3_a_status_body_over_the_limit_is_a_protocol_error_not_read
     limits = Limits(max_response_bytes=256 * 1024)
     url = await start_server(huge)
     async with Client(api_key=KEY, base_url=url, clock=ManualClock(), limits=limits) as client:
-        with pytest.raises(ProtocolError, match="larger than 262144 bytes"):
+        with pytest.raises(ProtocolError) as caught:
             await client.refresh(queued())
+    assert str(caught.value) == (
+        "the answer to GET /v1/videos/video_1 is larger than 262144 bytes "
+        "(Limits.max_response_bytes); not read"
+    )
+    assert caught.value.status == 200
     assert sent < 64  # the client stopped reading and hung up
 
 
@@ -183,7 +188,10 @@ async def test_point_3_an_announced_oversized_create_answer_is_an_unknown_outcom
         with pytest.raises(CreateOutcomeUnknown) as caught:
             await client.submit(prompt="a cat", model="sora-2", idempotency_key="key-3")
     assert caught.value.idempotency_key == "key-3"
-    assert isinstance(caught.value.__cause__, ProtocolError)
+    cause = caught.value.__cause__
+    assert isinstance(cause, ProtocolError)
+    assert cause.status == 200
+    assert "larger than 262144 bytes" in str(cause)
     assert creates == 1
 
 

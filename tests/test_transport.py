@@ -11,6 +11,7 @@ import ast
 import random
 from collections.abc import AsyncIterator
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import aiohttp
 import pytest
@@ -299,3 +300,67 @@ async def test_a_transports_own_error_while_downloading_is_a_download_error(
         with pytest.raises(DownloadError, match="ValueError"):
             await client.download(job, tmp_path / "clip.mp4")
     assert list(tmp_path.iterdir()) == []
+
+
+async def test_a_transports_own_error_on_a_status_query_names_the_host_and_the_task(
+    gateway: FakeGateway, clock: ManualClock
+) -> None:
+    transport = BrokenAfterSending(fail_sends_to="/v1/video/generations/")
+    async with Client(
+        api_key=gateway.api_key,
+        base_url=gateway.url,
+        clock=clock,
+        transport=transport,
+        retry_policy=RetryPolicy(max_attempts=2, base_delay=0.1, max_delay=0.2),
+    ) as client:
+        job = await client.submit(prompt="a cat", model="kling-v1")
+        with pytest.raises(TransportError) as caught:
+            await client.refresh(job)
+    host = urlsplit(gateway.url).netloc
+    assert str(caught.value) == f"RuntimeError from the transport ({host}): my tracing hook broke"
+    assert caught.value.task_id == job.id
+
+
+class RecordingReads:
+    """A transport of the user's that notes the limit of every whole-body read."""
+
+    def __init__(self) -> None:
+        self.inner = AiohttpTransport()
+        self.read_limits: list[int | None] = []
+
+    async def send(self, request: HTTPRequest) -> HTTPResponse:
+        return ReadRecorder(await self.inner.send(request), self.read_limits)
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+class ReadRecorder:
+    def __init__(self, response: HTTPResponse, limits: list[int | None]) -> None:
+        self.response = response
+        self.limits = limits
+        self.status = response.status
+        self.headers = response.headers
+
+    def iter_bytes(self) -> AsyncIterator[bytes]:
+        return self.response.iter_bytes()
+
+    async def read(self, limit: int | None = None) -> bytes:
+        self.limits.append(limit)
+        return await self.response.read(limit)
+
+    async def aclose(self) -> None:
+        await self.response.aclose()
+
+
+async def test_an_error_answer_to_a_stream_is_read_only_up_to_64_kib(
+    gateway: FakeGateway, clock: ManualClock
+) -> None:
+    transport = RecordingReads()
+    async with Client(
+        api_key=gateway.api_key, base_url=gateway.url, clock=clock, transport=transport
+    ) as client:
+        with pytest.raises(NotFoundError):
+            async with client._connection.stream("/no/such/video", provider="kling"):
+                pass
+    assert transport.read_limits == [64 * 1024]

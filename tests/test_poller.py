@@ -24,7 +24,7 @@ from asyncvideo import (
     RetryPolicy,
     errors,
 )
-from asyncvideo._poller import PollUpdate
+from asyncvideo._poller import PollUpdate, _last_look
 from asyncvideo._transport import HTTPRequest, HTTPResponse
 from asyncvideo.testing import FakeGateway
 
@@ -353,3 +353,9 @@ async def test_aclose_from_a_cancelled_scope_still_ends_the_polls_and_closes(
         assert poller_tasks() == []
     assert "closed" in str(outcome[0])
     assert transport.closed
+
+
+def test_the_last_look_is_five_percent_of_the_timeout_at_most_a_second() -> None:
+    assert _last_look(2.0) == pytest.approx(0.1)
+    assert _last_look(10.0) == pytest.approx(0.5)
+    assert _last_look(600.0) == 1.0

@@ -8,6 +8,7 @@ gateway's origin, retries are decided in one place) sit above the seam.
 from __future__ import annotations
 
 import ast
+import contextlib
 import random
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -20,6 +21,7 @@ from aiohttp import web
 from asyncvideo import AiohttpTransport, AsyncTransport, Client, ManualClock, RetryPolicy
 from asyncvideo._retry import RetryDecision
 from asyncvideo._transport import HTTPRequest, HTTPResponse
+from asyncvideo._transport._connection import origin_of
 from asyncvideo.errors import (
     APIError,
     AuthenticationError,
@@ -364,3 +366,58 @@ async def test_an_error_answer_to_a_stream_is_read_only_up_to_64_kib(
             async with client._connection.stream("/no/such/video", provider="kling"):
                 pass
     assert transport.read_limits == [64 * 1024]
+
+
+async def test_a_429s_retry_after_holds_the_providers_next_request_capped(
+    huge_retry_after: str, make_client: ClientFactory, clock: ManualClock
+) -> None:
+    client = make_client(
+        base_url=huge_retry_after, retry_policy=RetryPolicy(max_attempts=1, max_retry_after=5.0)
+    )
+    with pytest.raises(RateLimitError):
+        await client.get("video_1", model="sora-2")
+    assert clock.monotonic() == 0.0
+    # The next request for the provider waits out the Retry-After, capped at 5 s.
+    job = await client.get("video_1", model="sora-2")
+    assert job.native_status == "in_progress"
+    assert clock.monotonic() == pytest.approx(5.0)
+
+
+def test_an_origin_is_scheme_host_and_port_with_defaults_filled_in() -> None:
+    assert origin_of("HTTP://Gateway.Example:80/v1") == ("http", "gateway.example", 80)
+    assert origin_of("https://gateway.example/v1") == ("https", "gateway.example", 443)
+    assert origin_of("http://gateway.example:8080") == ("http", "gateway.example", 8080)
+    assert origin_of("ftp://gateway.example/") == ("ftp", "gateway.example", None)
+    assert origin_of("/relative/only") == ("", "", None)
+
+
+async def test_paths_join_the_base_url_and_absolute_urls_pass_through(
+    gateway: FakeGateway, clock: ManualClock
+) -> None:
+    async with Client(
+        api_key=gateway.api_key, base_url=gateway.url + "/api//", clock=clock
+    ) as client:
+        connection = client._connection
+        assert connection.base_url == gateway.url + "/api/"
+        assert connection.url("/v1/videos") == gateway.url + "/api/v1/videos"
+        assert connection.url("v1/videos") == gateway.url + "/api/v1/videos"
+        assert connection.url("https://cdn.example/v.mp4") == "https://cdn.example/v.mp4"
+        assert repr(connection) == f"<GatewayConnection {gateway.url}/api/>"
+        assert connection.rate_limiter("kling") is connection.rate_limiter("kling")
+        assert connection.rate_limiter("kling") is not connection.rate_limiter("sora")
+
+
+async def test_the_key_goes_to_the_gateways_origin_however_the_url_is_spelled(
+    gateway: FakeGateway, clock: ManualClock
+) -> None:
+    transport = RecordingTransport()
+    async with Client(
+        api_key=gateway.api_key, base_url=gateway.url, clock=clock, transport=transport
+    ) as client:
+        shouted = gateway.url.replace("http://", "HTTP://")
+        for url in (shouted + "/no/such/video", "http://localhost:9/no/such/video"):
+            with contextlib.suppress(APIError, TransportError):
+                async with client._connection.stream(url, provider="kling"):
+                    pass
+    with_key = ["Authorization" in request.headers for request in transport.sent]
+    assert with_key == [True, False]

@@ -18,7 +18,14 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from asyncvideo import AiohttpTransport, AsyncTransport, Client, ManualClock, RetryPolicy
+from asyncvideo import (
+    AiohttpTransport,
+    AsyncTransport,
+    Client,
+    ManualClock,
+    RetryPolicy,
+    Timeouts,
+)
 from asyncvideo._retry import RetryDecision
 from asyncvideo._transport import HTTPRequest, HTTPResponse
 from asyncvideo._transport._connection import origin_of
@@ -421,3 +428,47 @@ async def test_the_key_goes_to_the_gateways_origin_however_the_url_is_spelled(
                     pass
     with_key = ["Authorization" in request.headers for request in transport.sent]
     assert with_key == [True, False]
+
+
+class StepClock:
+    """A clock that is not a ManualClock (so timeouts apply) and that time never moves."""
+
+    def monotonic(self) -> float:
+        return 100.0
+
+    def time(self) -> float:
+        return 1_700_000_000.0
+
+    async def sleep(self, seconds: float) -> None:
+        pass
+
+
+@pytest.mark.parametrize(
+    ("deadline", "request_timeout", "sent_timeout"),
+    [
+        (None, 2.0, 2.0),  # no deadline: Timeouts.request as it is
+        (103.0, 2.0, 2.0),  # the timeout ends before the deadline: kept
+        (103.0, 120.0, 3.0),  # cut to the 3 s left
+        (100.01, 120.0, 0.05),  # at the deadline: the last look gets a short attempt
+    ],
+)
+async def test_a_request_timeout_is_cut_to_what_is_left_of_a_deadline(
+    gateway: FakeGateway,
+    deadline: float | None,
+    request_timeout: float,
+    sent_timeout: float,
+) -> None:
+    transport = RecordingTransport()
+    async with Client(
+        api_key=gateway.api_key,
+        base_url=gateway.url,
+        clock=StepClock(),
+        transport=transport,
+        timeouts=Timeouts(request=request_timeout),
+        retry_policy=RetryPolicy(max_attempts=1),
+    ) as client:
+        with pytest.raises(NotFoundError):
+            await client._connection.request_json(
+                "GET", "/v1/videos/video_none", provider="sora", deadline=deadline
+            )
+    assert [request.timeout for request in transport.sent] == [pytest.approx(sent_timeout)]

@@ -195,17 +195,20 @@ async def test_point_3_an_announced_oversized_create_answer_is_an_unknown_outcom
     assert creates == 1
 
 
+@pytest.mark.parametrize("status", [400, 401])
 async def test_point_3_an_oversized_error_body_keeps_its_status(
-    start_server: StartServer,
+    start_server: StartServer, status: int
 ) -> None:
     async def huge(request: web.Request) -> web.StreamResponse:
-        return web.Response(status=401, text="denied " + "x" * 1_000_000)
+        return web.Response(status=status, text="denied " + "x" * 1_000_000)
 
+    # Larger than max_response_bytes too: an error answer is cut, never refused.
+    limits = Limits(max_response_bytes=256 * 1024)
     url = await start_server(huge)
-    async with Client(api_key=KEY, base_url=url, clock=ManualClock()) as client:
+    async with Client(api_key=KEY, base_url=url, clock=ManualClock(), limits=limits) as client:
         with pytest.raises(APIError) as caught:
             await client.refresh(queued())
-    assert caught.value.status == 401
+    assert caught.value.status == status
 
 
 @pytest.mark.parametrize("call", ["refresh", "wait", "submit"])

@@ -17,8 +17,19 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from asyncvideo import Client, Job, JobState, Limits, ManualClock, PollPolicy, RetryPolicy, _states
+from asyncvideo import (
+    AiohttpTransport,
+    Client,
+    Job,
+    JobState,
+    Limits,
+    ManualClock,
+    PollPolicy,
+    RetryPolicy,
+    _states,
+)
 from asyncvideo._states import parse_state
+from asyncvideo._transport import HTTPRequest, HTTPResponse
 from asyncvideo.errors import (
     APIError,
     CreateOutcomeUnknown,
@@ -193,6 +204,75 @@ async def test_point_3_an_announced_oversized_create_answer_is_an_unknown_outcom
     assert cause.status == 200
     assert "larger than 262144 bytes" in str(cause)
     assert creates == 1
+
+
+def padded_status(size: int) -> bytes:
+    """A status answer of exactly ``size`` bytes."""
+    head, tail = b'{"id": "video_1", "status": "queued", "pad": "', b'"}'
+    return head + b"x" * (size - len(head) - len(tail)) + tail
+
+
+async def test_point_3_an_answer_of_exactly_the_limit_is_read(
+    start_server: StartServer,
+) -> None:
+    limit = 256 * 1024
+
+    async def exact(request: web.Request) -> web.StreamResponse:
+        return web.Response(body=padded_status(limit), content_type="application/json")
+
+    limits = Limits(max_response_bytes=limit)
+    url = await start_server(exact)
+    async with Client(api_key=KEY, base_url=url, clock=ManualClock(), limits=limits) as client:
+        job = await client.refresh(queued())
+    assert job.native_status == "queued"
+
+
+class CountingStreams:
+    """The default transport, counting the bodies the SDK started to stream."""
+
+    def __init__(self) -> None:
+        self.inner = AiohttpTransport()
+        self.streamed = 0
+
+    async def send(self, request: HTTPRequest) -> HTTPResponse:
+        response = await self.inner.send(request)
+        outer = self
+
+        class Counted:
+            status = response.status
+            headers = response.headers
+
+            def iter_bytes(self) -> AsyncIterator[bytes]:
+                outer.streamed += 1
+                return response.iter_bytes()
+
+            async def read(self, limit: int | None = None) -> bytes:
+                return await response.read(limit)
+
+            async def aclose(self) -> None:
+                await response.aclose()
+
+        return Counted()
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+async def test_point_3_an_announced_oversized_answer_is_refused_before_a_byte_is_read(
+    start_server: StartServer,
+) -> None:
+    async def big(request: web.Request) -> web.StreamResponse:
+        return web.Response(body=padded_status(300_000), content_type="application/json")
+
+    transport = CountingStreams()
+    limits = Limits(max_response_bytes=256 * 1024)
+    url = await start_server(big)
+    async with Client(
+        api_key=KEY, base_url=url, clock=ManualClock(), limits=limits, transport=transport
+    ) as client:
+        with pytest.raises(ProtocolError, match="larger than 262144 bytes"):
+            await client.refresh(queued())
+    assert transport.streamed == 0
 
 
 @pytest.mark.parametrize("status", [400, 401])

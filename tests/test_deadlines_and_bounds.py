@@ -228,34 +228,45 @@ async def test_point_3_an_answer_of_exactly_the_limit_is_read(
 
 
 class CountingStreams:
-    """The default transport, counting the bodies the SDK started to stream."""
+    """The default transport, counting the bodies the SDK started to stream.
 
-    def __init__(self) -> None:
+    With ``piece``, every body arrives in chunks of that many bytes.
+    """
+
+    def __init__(self, piece: int = 0) -> None:
         self.inner = AiohttpTransport()
+        self.piece = piece
         self.streamed = 0
 
     async def send(self, request: HTTPRequest) -> HTTPResponse:
-        response = await self.inner.send(request)
-        outer = self
-
-        class Counted:
-            status = response.status
-            headers = response.headers
-
-            def iter_bytes(self) -> AsyncIterator[bytes]:
-                outer.streamed += 1
-                return response.iter_bytes()
-
-            async def read(self, limit: int | None = None) -> bytes:
-                return await response.read(limit)
-
-            async def aclose(self) -> None:
-                await response.aclose()
-
-        return Counted()
+        return CountedResponse(await self.inner.send(request), self)
 
     async def aclose(self) -> None:
         await self.inner.aclose()
+
+
+class CountedResponse:
+    def __init__(self, response: HTTPResponse, transport: CountingStreams) -> None:
+        self.response = response
+        self.transport = transport
+        self.status = response.status
+        self.headers = response.headers
+
+    async def iter_bytes(self) -> AsyncIterator[bytes]:
+        self.transport.streamed += 1
+        piece = self.transport.piece
+        async for chunk in self.response.iter_bytes():
+            if not piece:
+                yield chunk
+                continue
+            for start in range(0, len(chunk), piece):
+                yield chunk[start : start + piece]
+
+    async def read(self, limit: int | None = None) -> bytes:
+        return await self.response.read(limit)
+
+    async def aclose(self) -> None:
+        await self.response.aclose()
 
 
 async def test_point_3_an_announced_oversized_answer_is_refused_before_a_byte_is_read(
@@ -270,8 +281,9 @@ async def test_point_3_an_announced_oversized_answer_is_refused_before_a_byte_is
     async with Client(
         api_key=KEY, base_url=url, clock=ManualClock(), limits=limits, transport=transport
     ) as client:
-        with pytest.raises(ProtocolError, match="larger than 262144 bytes"):
+        with pytest.raises(ProtocolError, match="larger than 262144 bytes") as caught:
             await client.refresh(queued())
+    assert caught.value.status == 200
     assert transport.streamed == 0
 
 
@@ -325,3 +337,18 @@ def test_point_3_unknown_status_words_are_remembered_in_bounded_memory(
     assert all(len(word) <= 64 for word in _states._unknown_words_logged)
     assert len(caplog.records) == 2_000  # each new word once; memory stays bounded
     assert all(len(record.getMessage()) < 200 for record in caplog.records)
+
+
+async def test_point_3_an_oversized_error_body_in_small_chunks_reads_as_one_text(
+    start_server: StartServer,
+) -> None:
+    async def huge(request: web.Request) -> web.StreamResponse:
+        return web.Response(status=401, text="denied: " + "0123456789" * 100_000)
+
+    url = await start_server(huge)
+    transport = CountingStreams(piece=7)
+    async with Client(api_key=KEY, base_url=url, clock=ManualClock(), transport=transport) as c:
+        with pytest.raises(APIError) as caught:
+            await c.refresh(queued())
+    assert caught.value.status == 401
+    assert "denied: 0123456789012345678901234567890123456789" in str(caught.value)

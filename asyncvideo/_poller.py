@@ -304,7 +304,6 @@ class Poller:
                             await self._poll(watch)
                     finally:
                         watch.polling = None
-                        watch.cut_at = math.inf
                         self._in_flight.discard(watch)
         finally:
             worker = asyncio.current_task()

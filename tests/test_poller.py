@@ -123,6 +123,7 @@ async def test_a_thousand_waits_are_one_task_and_exact_polls(
     assert len(clock.sleeps) == 3
     await settle()
     assert poller_tasks() == []  # nothing left to watch: no idle task either
+    assert not client._poller._workers  # and no finished worker is held on to
 
 
 async def test_the_heap_holds_every_waiter(client: Client, clock: RecordingClock) -> None:
@@ -359,3 +360,15 @@ def test_the_last_look_is_five_percent_of_the_timeout_at_most_a_second() -> None
     assert _last_look(2.0) == pytest.approx(0.1)
     assert _last_look(10.0) == pytest.approx(0.5)
     assert _last_look(600.0) == 1.0
+
+
+async def test_the_last_look_at_the_deadline_can_still_see_the_job_finish(
+    client: Client, gateway: FakeGateway, clock: RecordingClock
+) -> None:
+    gateway.set_config(durations=18.0)
+    job = await client.submit(prompt="just in time", model="kling-v1")
+    done = await client.wait(job, timeout=20.0)
+    assert done.state is JobState.SUCCEEDED
+    # 2.5, 7.5, 12.5 and 17.5 s find it running; the look at the 20 s deadline sees it done.
+    assert gateway.stats.requests["status"] == 5
+    assert clock.monotonic() == pytest.approx(20.0)

@@ -352,3 +352,17 @@ async def test_point_3_an_oversized_error_body_in_small_chunks_reads_as_one_text
             await c.refresh(queued())
     assert caught.value.status == 401
     assert "denied: 0123456789012345678901234567890123456789" in str(caught.value)
+
+
+async def test_point_3_a_status_answer_in_small_chunks_is_read_whole(
+    start_server: StartServer,
+) -> None:
+    async def status(request: web.Request) -> web.StreamResponse:
+        return web.json_response({"id": "video_1", "status": "in_progress", "progress": 42})
+
+    transport = CountingStreams(piece=7)
+    url = await start_server(status)
+    async with Client(api_key=KEY, base_url=url, clock=ManualClock(), transport=transport) as c:
+        job = await c.refresh(queued())
+    assert (job.native_status, job.progress) == ("in_progress", 42)
+    assert transport.streamed == 1

@@ -11,6 +11,7 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator
 
+import anyio
 import pytest
 from aiohttp import web
 
@@ -168,3 +169,17 @@ async def test_a_create_that_fails_after_its_caller_left_is_logged_with_the_erro
     assert message.startswith("a create was cancelled and then failed (InvalidRequestError: ")
     assert "upstream broke" in message
     assert message.endswith("); it may have made a task (idempotency key key-8)")
+
+
+async def test_a_create_under_an_anyio_timeout_returns_its_job_before_the_cancel(
+    slow_creates: SlowCreates, caplog: pytest.LogCaptureFixture
+) -> None:
+    # An anyio cancel scope (a batch closing, move_on_after) is held off by the shield:
+    # the create returns its job to the caller, so nothing is lost and nothing is logged.
+    caplog.set_level(logging.WARNING, logger="asyncvideo")
+    async with Client(api_key="sk-secret", base_url=slow_creates.url, clock=ManualClock()) as c:
+        jobs = []
+        with anyio.move_on_after(0.05):
+            jobs.append(await c.submit(prompt="a cat", model="sora-2"))
+    assert [job.id for job in jobs] == ["video_slow_1"]
+    assert caplog.records == []

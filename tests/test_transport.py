@@ -388,6 +388,9 @@ async def test_a_429s_retry_after_holds_the_providers_next_request_capped(
     job = await client.get("video_1", model="sora-2")
     assert job.native_status == "in_progress"
     assert clock.monotonic() == pytest.approx(5.0)
+    # The 429 slowed its own provider only: each provider has a limiter of its own.
+    assert client._connection.rate_limiter("sora").throttle_count == 1
+    assert client._connection.rate_limiter("kling").throttle_count == 0
 
 
 def test_an_origin_is_scheme_host_and_port_with_defaults_filled_in() -> None:
@@ -469,6 +472,6 @@ async def test_a_request_timeout_is_cut_to_what_is_left_of_a_deadline(
     ) as client:
         with pytest.raises(NotFoundError):
             await client._connection.request_json(
-                "GET", "/v1/videos/video_none", provider="sora", deadline=deadline
+                "GET", "/v1/videos/video_none", provider="sora", kind="status", deadline=deadline
             )
     assert [request.timeout for request in transport.sent] == [pytest.approx(sent_timeout)]

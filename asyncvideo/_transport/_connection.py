@@ -306,7 +306,7 @@ class GatewayConnection:
         path: str,
         *,
         provider: str,
-        kind: RequestKind = "status",
+        kind: RequestKind,
         json: Mapping[str, object] | None = None,
         form: Mapping[str, str] | None = None,
         files: Mapping[str, FilePart] | None = None,

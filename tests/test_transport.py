@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import ast
 import contextlib
+import logging
 import random
+import re
 from collections.abc import AsyncIterator
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -475,3 +477,16 @@ async def test_a_request_timeout_is_cut_to_what_is_left_of_a_deadline(
                 "GET", "/v1/videos/video_none", provider="sora", kind="status", deadline=deadline
             )
     assert [request.timeout for request in transport.sent] == [pytest.approx(sent_timeout)]
+
+
+async def test_a_retry_is_logged_at_debug_with_method_path_and_wait(
+    client: Client, gateway: FakeGateway, caplog: pytest.LogCaptureFixture
+) -> None:
+    job = await client.submit(prompt="a cat", model="kling-v1")
+    gateway.script_failures("status", [503])
+    caplog.set_level(logging.DEBUG, logger="asyncvideo")
+    await client.refresh(job)
+    retries = [r.getMessage() for r in caplog.records if r.getMessage().startswith("retrying")]
+    assert len(retries) == 1
+    pattern = rf"retrying GET /v1/video/generations/{job.id} in \d+\.\d{{3}}s"
+    assert re.fullmatch(pattern, retries[0])

@@ -7,6 +7,7 @@ passes in milliseconds and poll counts are exact.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -372,3 +373,82 @@ async def test_the_last_look_at_the_deadline_can_still_see_the_job_finish(
     # 2.5, 7.5, 12.5 and 17.5 s find it running; the look at the 20 s deadline sees it done.
     assert gateway.stats.requests["status"] == 5
     assert clock.monotonic() == pytest.approx(20.0)
+
+
+def succeeded_job() -> Job:
+    return Job(id="kling_done", model="kling-v1", provider="kling", state=JobState.SUCCEEDED)
+
+
+async def test_a_job_already_terminal_is_told_at_once_without_a_poll(
+    client: Client, gateway: FakeGateway
+) -> None:
+    job = succeeded_job()
+    updates: list[PollUpdate] = []
+    client._poller.watch(job, policy=EXACT, deadline=600.0, listener=updates.append)
+    assert updates == [PollUpdate(job, job)]
+    assert updates[0].final
+    assert len(client._poller) == 0
+    assert gateway.stats.requests["status"] == 0
+
+
+@pytest.mark.parametrize("deadline", [0.0, -1.0])
+async def test_a_deadline_already_passed_ends_at_once_without_a_poll(
+    client: Client, gateway: FakeGateway, deadline: float
+) -> None:
+    job = await client.submit(prompt="late", model="kling-v1")
+    updates: list[PollUpdate] = []
+    client._poller.watch(job, policy=EXACT, deadline=deadline, listener=updates.append)
+    (update,) = updates
+    assert isinstance(update.error, errors.JobTimeoutError)
+    assert update.error.timeout == deadline
+    assert update.job is job
+    assert len(client._poller) == 0
+    await settle()
+    assert gateway.stats.requests["status"] == 0
+
+
+async def test_only_polls_that_change_state_or_progress_are_told(
+    client: Client, gateway: FakeGateway
+) -> None:
+    gateway.set_config(durations=200.0)  # queued, at progress 0, for its first 20 s
+    job = await client.submit(prompt="queued a while", model="kling-v1")
+    updates: list[PollUpdate] = []
+    client._poller.watch(job, policy=EXACT, deadline=19.0, listener=updates.append)
+    while len(client._poller):
+        await anyio.lowlevel.checkpoint()
+    # Polls at 2.5, 7.5, 12.5, 17.5 and 19 s: the first finds progress 0 (it was
+    # unknown), the next three find nothing new, the last one ends the watch.
+    assert gateway.stats.requests["status"] == 5
+    first, last = updates
+    assert (first.previous.progress, first.job.state, first.job.progress) == (
+        None,
+        JobState.QUEUED,
+        0,
+    )
+    assert not first.final
+    assert isinstance(last.error, errors.JobTimeoutError)
+
+
+async def test_a_first_delay_of_zero_polls_at_once_then_by_the_first_step(
+    client: Client, gateway: FakeGateway, clock: RecordingClock
+) -> None:
+    gateway.set_config(durations=0.6)
+    job = await client.submit(prompt="quick", model="kling-v1")
+    policy = PollPolicy(first_delay=0.0, steps=((1.0, 0.25),), final_interval=5.0, jitter=0.0)
+    done = await client.wait(job, poll_policy=policy)
+    assert done.state is JobState.SUCCEEDED
+    assert gateway.stats.requests["status"] == 4  # at 0, 0.25, 0.5 and 0.75 s
+    assert clock.monotonic() == pytest.approx(0.75)
+
+
+async def test_a_failed_poll_is_logged_and_polled_again(
+    client: Client, gateway: FakeGateway, caplog: pytest.LogCaptureFixture
+) -> None:
+    job = await client.submit(prompt="a cat", model="kling-v1")
+    gateway.script_failures("status", [503] * 4)  # more than the request retries absorb
+    caplog.set_level(logging.WARNING, logger="asyncvideo")
+    done = await client.wait(job)
+    assert done.state is JobState.SUCCEEDED
+    (message,) = [record.getMessage() for record in caplog.records]
+    assert message.startswith(f"poll of task {job.id} failed, will poll again: ")
+    assert "503" in message

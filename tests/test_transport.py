@@ -490,3 +490,43 @@ async def test_a_retry_is_logged_at_debug_with_method_path_and_wait(
     assert len(retries) == 1
     pattern = rf"retrying GET /v1/video/generations/{job.id} in \d+\.\d{{3}}s"
     assert re.fullmatch(pattern, retries[0])
+
+
+async def test_a_status_query_that_cannot_connect_names_its_task(clock: ManualClock) -> None:
+    async with Client(
+        api_key="sk-test",
+        base_url="http://127.0.0.1:9",  # nothing listens on the discard port
+        clock=clock,
+        retry_policy=RetryPolicy(max_attempts=2, base_delay=0.1, max_delay=0.2),
+    ) as client:
+        with pytest.raises(ConnectError) as caught:
+            await client.get("video_7", model="sora-2")
+    assert caught.value.task_id == "video_7"
+
+
+@pytest.fixture
+async def array_status() -> AsyncIterator[str]:
+    """A gateway whose status answer is JSON, but a list instead of an object."""
+
+    async def status(request: web.Request) -> web.Response:
+        return web.json_response([1, 2, 3])
+
+    app = web.Application()
+    app.router.add_get("/v1/videos/{id}", status)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    yield f"http://127.0.0.1:{runner.addresses[0][1]}"
+    await runner.cleanup()
+
+
+async def test_json_that_is_not_an_object_is_a_protocol_error_saying_so(
+    array_status: str, make_client: ClientFactory
+) -> None:
+    client = make_client(base_url=array_status)
+    with pytest.raises(ProtocolError) as caught:
+        await client.get("video_1", model="sora-2")
+    assert str(caught.value) == (
+        "expected a JSON object from GET /v1/videos/video_1, got 9 bytes of something else"
+    )
+    assert caught.value.status == 200

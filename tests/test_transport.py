@@ -308,9 +308,12 @@ async def test_a_transports_own_error_while_downloading_is_a_download_error(
         retry_policy=RetryPolicy(max_attempts=2, base_delay=0.1, max_delay=0.2),
     ) as client:
         job = await client.wait(await client.submit(prompt="a cat", model="kling-v1"))
-        with pytest.raises(DownloadError, match="ValueError"):
+        with pytest.raises(DownloadError) as caught:
             await client.download(job, tmp_path / "clip.mp4")
     assert list(tmp_path.iterdir()) == []
+    assert caught.value.task_id == job.id
+    host = urlsplit(gateway.cdn_url).netloc  # the video is on the CDN
+    assert f"ValueError from the transport ({host}): my decoder broke" in str(caught.value)
 
 
 async def test_a_transports_own_error_on_a_status_query_names_the_host_and_the_task(

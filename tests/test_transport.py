@@ -533,3 +533,45 @@ async def test_json_that_is_not_an_object_is_a_protocol_error_saying_so(
         "expected a JSON object from GET /v1/videos/video_1, got 9 bytes of something else"
     )
     assert caught.value.status == 200
+
+
+@pytest.fixture
+async def redirecting() -> AsyncIterator[str]:
+    """``/hop/{n}/{status}`` redirects ``n`` times (relative Locations) before the video."""
+
+    async def hop(request: web.Request) -> web.Response:
+        left, status = int(request.match_info["n"]), int(request.match_info["status"])
+        if left == 0:
+            return web.Response(body=b"video bytes", headers={"Location": "/elsewhere"})
+        return web.Response(status=status, headers={"Location": f"../{left - 1}/{status}"})
+
+    app = web.Application()
+    app.router.add_get("/hop/{n}/{status}", hop)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    yield f"http://127.0.0.1:{runner.addresses[0][1]}"
+    await runner.cleanup()
+
+
+async def read_stream(client: Client, url: str) -> bytes:
+    async with client._connection.stream(url, provider="sora") as response:
+        return b"".join([chunk async for chunk in response.iter_bytes()])
+
+
+@pytest.mark.parametrize("status", [301, 302, 303, 307, 308])
+async def test_five_redirects_of_any_kind_are_followed(
+    redirecting: str, make_client: ClientFactory, status: int
+) -> None:
+    client = make_client(base_url=redirecting)
+    # A Location on a 200 is not a redirect: the body is the answer.
+    assert await read_stream(client, f"/hop/5/{status}") == b"video bytes"
+
+
+async def test_a_sixth_redirect_is_a_protocol_error(
+    redirecting: str, make_client: ClientFactory
+) -> None:
+    client = make_client(base_url=redirecting)
+    with pytest.raises(ProtocolError) as caught:
+        await read_stream(client, "/hop/6/302")
+    assert str(caught.value) == "more than 5 redirects fetching the video"

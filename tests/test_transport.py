@@ -575,3 +575,32 @@ async def test_a_sixth_redirect_is_a_protocol_error(
     with pytest.raises(ProtocolError) as caught:
         await read_stream(client, "/hop/6/302")
     assert str(caught.value) == "more than 5 redirects fetching the video"
+
+
+class BrokenClose(RecordingTransport):
+    """A transport of the user's whose responses fail to close."""
+
+    async def send(self, request: HTTPRequest) -> HTTPResponse:
+        return FailingClose(await super().send(request))
+
+
+class FailingClose(ReadRecorder):
+    def __init__(self, response: HTTPResponse) -> None:
+        super().__init__(response, [])
+
+    async def aclose(self) -> None:
+        await self.response.aclose()
+        raise RuntimeError("pool\nbroke")
+
+
+async def test_a_response_that_fails_to_close_still_gives_its_answer(
+    gateway: FakeGateway, clock: ManualClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="asyncvideo")
+    async with Client(
+        api_key=gateway.api_key, base_url=gateway.url, clock=clock, transport=BrokenClose()
+    ) as client:
+        job = await client.submit(prompt="a cat", model="kling-v1")
+    assert job.id
+    closing = [r.getMessage() for r in caplog.records if "clos" in r.getMessage()]
+    assert closing == ["closing a response failed: pool\\nbroke"]

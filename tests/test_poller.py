@@ -453,3 +453,16 @@ async def test_a_failed_poll_is_logged_and_polled_again(
     (message,) = [record.getMessage() for record in caplog.records]
     assert message.startswith(f"poll of task {job.id} failed, will poll again: ")
     assert "503" in message
+
+
+async def test_a_final_error_ends_the_watch_with_the_last_snapshot(client: Client) -> None:
+    ghost = Job(id="kling_404", model="kling-v1", provider="kling", state=JobState.QUEUED)
+    updates: list[PollUpdate] = []
+    client._poller.watch(ghost, policy=EXACT, deadline=600.0, listener=updates.append)
+    while len(client._poller):
+        await anyio.lowlevel.checkpoint()
+    (update,) = updates
+    assert isinstance(update.error, errors.NotFoundError)
+    assert update.job is ghost
+    assert update.previous is ghost
+    assert update.final

@@ -466,3 +466,62 @@ async def test_a_final_error_ends_the_watch_with_the_last_snapshot(client: Clien
     assert update.job is ghost
     assert update.previous is ghost
     assert update.final
+
+
+@pytest.mark.parametrize(
+    ("watches", "quiet", "rebuilt_at"),
+    [
+        (200, 100, 101),  # more than 64 dead, but not yet half of the heap
+        (100, 64, 65),  # half of the heap dead, but not yet more than 64
+        (10, 9, None),  # a few dead entries are never worth a rebuild
+    ],
+)
+async def test_dead_heap_entries_are_swept_once_many_and_half(
+    client: Client, watches: int, quiet: int, rebuilt_at: int | None
+) -> None:
+    poller = client._poller
+    jobs = [
+        Job(id=f"kling_{i}", model="kling-v1", provider="kling", state=JobState.QUEUED)
+        for i in range(watches)
+    ]
+    # No await in between: the timer never runs, so only cancelling touches the heap.
+    registered = [
+        poller.watch(job, policy=EXACT, deadline=600.0, listener=lambda update: None)
+        for job in jobs
+    ]
+    for watch in registered[:quiet]:
+        watch.cancel()
+    assert len(poller._heap) == watches
+    assert poller.scheduled == watches - quiet
+    if rebuilt_at is not None:
+        registered[quiet].cancel()
+        assert len(poller._heap) == poller.scheduled == watches - rebuilt_at
+    for watch in registered:
+        watch.cancel()
+    await settle()
+    assert len(poller) == 0
+
+
+async def test_cancelled_entries_leave_the_count_of_scheduled_polls_right(
+    client: Client, clock: RecordingClock
+) -> None:
+    jobs = await submit_many(client, 5)
+    seen: list[tuple[int, int]] = []
+    original = clock.sleep
+
+    async def noting(seconds: float) -> None:
+        seen.append((len(client._poller), client._poller.scheduled))
+        await original(seconds)
+
+    clock.sleep = noting  # type: ignore[method-assign]
+    registered = [
+        client._poller.watch(job, policy=EXACT, deadline=600.0, listener=lambda update: None)
+        for job in jobs
+    ]
+    for watch in registered[:3]:
+        watch.cancel()
+    while len(client._poller):
+        await anyio.lowlevel.checkpoint()
+    # Before the first poll: 2 live, 2 scheduled; after it (the 3 dead entries popped
+    # on the way): the same; the 10 s jobs then finish at the third poll.
+    assert seen == [(2, 2), (2, 2), (2, 2)]

@@ -525,3 +525,18 @@ async def test_cancelled_entries_leave_the_count_of_scheduled_polls_right(
     # Before the first poll: 2 live, 2 scheduled; after it (the 3 dead entries popped
     # on the way): the same; the 10 s jobs then finish at the third poll.
     assert seen == [(2, 2), (2, 2), (2, 2)]
+
+
+async def test_the_final_update_of_a_finished_job_carries_the_snapshot_before(
+    client: Client,
+) -> None:
+    (job,) = await submit_many(client, 1)
+    updates: list[PollUpdate] = []
+    client._poller.watch(job, policy=EXACT, deadline=600.0, listener=updates.append)
+    while len(client._poller):
+        await anyio.lowlevel.checkpoint()
+    *_, before, last = updates
+    assert last.final
+    assert last.error is None
+    assert last.job.state is JobState.SUCCEEDED
+    assert last.previous is before.job

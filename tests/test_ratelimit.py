@@ -6,7 +6,7 @@ import itertools
 
 import pytest
 
-from asyncvideo import Client, Limits, ManualClock, errors
+from asyncvideo import Client, Limits, ManualClock, RetryPolicy, errors
 from asyncvideo._ratelimit import AdaptiveRateLimiter
 from asyncvideo.testing import FakeGateway
 
@@ -186,3 +186,27 @@ async def test_a_turn_at_the_deadline_is_given_one_after_it_reserves_nothing(
         await limiter.acquire(deadline=1.5)
     assert clock.monotonic() == 1.0  # refused without waiting
     assert await limiter.acquire() == 2.0  # the refused turn was not kept
+
+
+async def test_the_client_wide_cap_refuses_a_turn_past_a_waits_deadline(
+    make_client: ClientFactory, gateway: FakeGateway, clock: ManualClock
+) -> None:
+    client = make_client(
+        limits=Limits(requests_per_second=0.5), retry_policy=RetryPolicy(max_attempts=1)
+    )
+    job = await client.submit(prompt="x")  # the cap's next turn is at 2 s
+    with pytest.raises(errors.TimeoutError) as caught:
+        await client._refresh(job, 1.0)  # the poller's query, due by 1 s
+    assert caught.value.task_id == job.id
+    assert clock.monotonic() == 0.0  # refused, not waited for
+    assert gateway.stats.requests["status"] == 0
+
+
+async def test_the_client_counts_every_request_it_sends(
+    client: Client, gateway: FakeGateway
+) -> None:
+    job = await client.submit(prompt="x")
+    gateway.script_failures("status", [503])
+    await client.refresh(job)  # one failed attempt, one retry
+    assert client.request_count == 3
+    assert gateway.stats.total_requests == 3

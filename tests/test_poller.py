@@ -428,6 +428,9 @@ async def test_only_polls_that_change_state_or_progress_are_told(
     )
     assert not first.final
     assert isinstance(last.error, errors.JobTimeoutError)
+    assert last.error.job is last.job  # the look at the deadline, and the one before it
+    assert (last.job.state, last.previous.state) == (JobState.QUEUED, JobState.QUEUED)
+    assert last.job is not last.previous
 
 
 async def test_a_first_delay_of_zero_polls_at_once_then_by_the_first_step(
@@ -540,3 +543,13 @@ async def test_the_final_update_of_a_finished_job_carries_the_snapshot_before(
     assert last.error is None
     assert last.job.state is JobState.SUCCEEDED
     assert last.previous is before.job
+
+
+async def test_a_wait_started_late_counts_its_deadline_from_its_own_start(
+    client: Client, gateway: FakeGateway, clock: RecordingClock
+) -> None:
+    clock.advance(1000.0)
+    (job,) = await submit_many(client, 1)
+    done = await client.wait(job, timeout=30.0)
+    assert done.state is JobState.SUCCEEDED
+    assert gateway.stats.requests["status"] == 3  # 2.5, 7.5 and 12.5 s after its start

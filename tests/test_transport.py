@@ -416,6 +416,7 @@ async def test_paths_join_the_base_url_and_absolute_urls_pass_through(
         assert connection.base_url == gateway.url + "/api/"
         assert connection.url("/v1/videos") == gateway.url + "/api/v1/videos"
         assert connection.url("v1/videos") == gateway.url + "/api/v1/videos"
+        assert connection.url("//XL/v1") == gateway.url + "/api/XL/v1"  # only slashes go
         assert connection.url("https://cdn.example/v.mp4") == "https://cdn.example/v.mp4"
         assert repr(connection) == f"<GatewayConnection {gateway.url}/api/>"
         assert connection.rate_limiter("kling") is connection.rate_limiter("kling")

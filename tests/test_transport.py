@@ -410,15 +410,15 @@ async def test_paths_join_the_base_url_and_absolute_urls_pass_through(
     gateway: FakeGateway, clock: ManualClock
 ) -> None:
     async with Client(
-        api_key=gateway.api_key, base_url=gateway.url + "/api//", clock=clock
+        api_key=gateway.api_key, base_url=gateway.url + "/apiX//", clock=clock
     ) as client:
         connection = client._connection
-        assert connection.base_url == gateway.url + "/api/"
-        assert connection.url("/v1/videos") == gateway.url + "/api/v1/videos"
-        assert connection.url("v1/videos") == gateway.url + "/api/v1/videos"
-        assert connection.url("//XL/v1") == gateway.url + "/api/XL/v1"  # only slashes go
+        assert connection.base_url == gateway.url + "/apiX/"
+        assert connection.url("/v1/videos") == gateway.url + "/apiX/v1/videos"
+        assert connection.url("v1/videos") == gateway.url + "/apiX/v1/videos"
+        assert connection.url("//XL/v1") == gateway.url + "/apiX/XL/v1"  # only slashes go
         assert connection.url("https://cdn.example/v.mp4") == "https://cdn.example/v.mp4"
-        assert repr(connection) == f"<GatewayConnection {gateway.url}/api/>"
+        assert repr(connection) == f"<GatewayConnection {gateway.url}/apiX/>"
         assert connection.rate_limiter("kling") is connection.rate_limiter("kling")
         assert connection.rate_limiter("kling") is not connection.rate_limiter("sora")
 

@@ -553,3 +553,25 @@ async def test_a_wait_started_late_counts_its_deadline_from_its_own_start(
     done = await client.wait(job, timeout=30.0)
     assert done.state is JobState.SUCCEEDED
     assert gateway.stats.requests["status"] == 3  # 2.5, 7.5 and 12.5 s after its start
+
+
+async def test_every_poll_of_a_jittered_policy_is_jittered(
+    client: Client, gateway: FakeGateway, clock: RecordingClock
+) -> None:
+    gateway.set_config(durations=30.0)
+    (job,) = await submit_many(client, 1)
+    slept: list[float] = []
+    original = clock.sleep
+
+    async def noting(seconds: float) -> None:
+        slept.append(seconds)
+        await original(seconds)
+
+    clock.sleep = noting  # type: ignore[method-assign]
+    await client.wait(job, poll_policy=PollPolicy(jitter=0.1))
+    first, *later = slept
+    assert first != 2.5
+    assert 2.25 <= first <= 2.75
+    assert later
+    assert all(gap != 5.0 for gap in later)
+    assert all(4.5 <= gap <= 5.5 for gap in later)

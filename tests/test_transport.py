@@ -28,7 +28,7 @@ from asyncvideo import (
     RetryPolicy,
     Timeouts,
 )
-from asyncvideo._retry import RetryDecision
+from asyncvideo._retry import Retry, RetryDecision
 from asyncvideo._transport import HTTPRequest, HTTPResponse
 from asyncvideo._transport._connection import origin_of
 from asyncvideo.errors import (
@@ -204,6 +204,21 @@ def test_budgets_backoff_and_retry_after() -> None:
         deciding.after("status", 2, TransportError("x"))
     with pytest.raises(DownloadError, match="after 3 attempts"):
         deciding.after("download", 2, TransportError("x"))
+
+
+def test_a_retry_that_would_start_at_the_deadline_is_not_made() -> None:
+    deciding = decision()  # its clock stands at 0
+    slow_down = RateLimitError("x", retry_after=2.0)
+    assert deciding.after("status", 0, slow_down, deadline=2.5).delay == 2.0
+    with pytest.raises(RateLimitError):
+        deciding.after("status", 0, slow_down, deadline=2.0)
+
+
+def test_not_ready_waits_back_off_from_the_first_and_are_not_attempts() -> None:
+    not_ready = api(InvalidRequestError, 400)
+    not_ready.message = "Task is not completed yet"
+    first = decision().after("download", 5, not_ready, not_ready_until=100.0)
+    assert first == Retry(RetryPolicy(base_delay=1.0).backoff(0, random.Random(0)), counted=False)
 
 
 # -- a hostile Retry-After cannot freeze a provider --------------------------------------

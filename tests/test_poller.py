@@ -575,3 +575,23 @@ async def test_every_poll_of_a_jittered_policy_is_jittered(
     assert later
     assert all(gap != 5.0 for gap in later)
     assert all(4.5 <= gap <= 5.5 for gap in later)
+
+
+async def test_polls_due_within_the_slack_go_out_in_one_wake_up(
+    client: Client, gateway: FakeGateway, clock: RecordingClock
+) -> None:
+    early, late = await submit_many(client, 2)
+    ended: list[PollUpdate] = []
+
+    def listener(update: PollUpdate) -> None:
+        if update.final:
+            ended.append(update)
+
+    client._poller.watch(early, policy=EXACT, deadline=600.0, listener=listener)
+    clock.advance(0.03)  # within 2% of the first delay (0.05 s)
+    client._poller.watch(late, policy=EXACT, deadline=600.0, listener=listener)
+    while len(ended) < 2:
+        await anyio.lowlevel.checkpoint()
+    # One wake-up per round for both, as if watched together: at 2.5, 7.5 and 12.5 s.
+    assert len(clock.sleeps) == 3
+    assert gateway.stats.requests["status"] == 6

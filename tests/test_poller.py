@@ -595,3 +595,18 @@ async def test_polls_due_within_the_slack_go_out_in_one_wake_up(
     # One wake-up per round for both, as if watched together: at 2.5, 7.5 and 12.5 s.
     assert len(clock.sleeps) == 3
     assert gateway.stats.requests["status"] == 6
+
+
+async def test_cancelling_a_watch_while_it_is_polled_leaves_no_dead_entry_counted(
+    client: Client, gateway: FakeGateway
+) -> None:
+    (job,) = await submit_many(client, 1)
+    gateway.set_config(latency=0.05)  # real seconds: the poll stays in flight a while
+    watch = client._poller.watch(job, policy=EXACT, deadline=600.0, listener=lambda u: None)
+    while watch.polling is None:
+        await anyio.lowlevel.checkpoint()
+    watch.cancel()  # out of the heap, in a worker's hands: nothing dead is left behind
+    assert client._poller.scheduled == 0
+    assert len(client._poller._heap) == 0
+    await settle()
+    assert gateway.stats.requests["status"] <= 1

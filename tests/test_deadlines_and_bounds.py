@@ -381,3 +381,33 @@ async def test_point_2_the_poll_sent_at_the_deadline_gets_its_short_grace(
     async with Client(api_key=KEY, base_url=url, poll_policy=policy) as client:
         job = await client.wait(queued(), timeout=1.5)
     assert job.state is JobState.SUCCEEDED
+
+
+class Stalls:
+    """A transport of the user's that never answers and ignores every timeout it is given."""
+
+    def __init__(self) -> None:
+        self.inner = AiohttpTransport()
+        self.sends = 0
+
+    async def send(self, request: HTTPRequest) -> HTTPResponse:
+        self.sends += 1
+        await asyncio.Event().wait()
+        raise AssertionError("unreachable")
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+async def test_point_2_a_wait_deadline_holds_whatever_the_transport_does_with_timeouts() -> None:
+    transport = Stalls()
+    policy = PollPolicy(first_delay=0.05, steps=(), final_interval=0.05, jitter=0.0)
+    async with Client(
+        api_key=KEY, base_url="http://127.0.0.1:9", poll_policy=policy, transport=transport
+    ) as client:
+        started = time.monotonic()
+        with anyio.fail_after(5), pytest.raises(JobTimeoutError):
+            await client.wait(queued(), timeout=0.4)
+        took = time.monotonic() - started
+    assert transport.sends == 1  # the poll in flight was cut at the deadline
+    assert 0.39 <= took < 0.4 + 0.25

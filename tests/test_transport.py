@@ -620,3 +620,22 @@ async def test_a_response_that_fails_to_close_still_gives_its_answer(
     assert job.id
     closing = [r.getMessage() for r in caplog.records if "clos" in r.getMessage()]
     assert closing == ["closing a response failed: pool\\nbroke"]
+
+
+async def test_a_transports_own_error_reading_an_error_page_names_the_task(
+    gateway: FakeGateway, clock: ManualClock, tmp_path: Path
+) -> None:
+    transport = BrokenAfterSending(fail_sends_to="", fail_reads_of="/files/")
+    async with Client(
+        api_key=gateway.api_key,
+        base_url=gateway.url,
+        clock=clock,
+        transport=transport,
+        retry_policy=RetryPolicy(max_attempts=2, base_delay=0.1, max_delay=0.2),
+    ) as client:
+        job = await client.wait(await client.submit(prompt="a cat", model="kling-v1"))
+        gateway.script_failures("cdn", [500, 500])  # error pages whose reading breaks
+        with pytest.raises(DownloadError) as caught:
+            await client.download(job, tmp_path / "clip.mp4")
+    assert caught.value.task_id == job.id
+    assert "ValueError from the transport" in str(caught.value)

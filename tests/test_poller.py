@@ -309,6 +309,7 @@ async def test_aclose_right_after_a_watch_ends_it_as_closed(
     client._poller.watch(job, policy=EXACT, deadline=600.0, listener=updates.append)
     await client.aclose()  # before the poller's timer task ever ran
     assert [str(update.error) for update in updates] == ["the client was closed"]
+    assert client._poller.scheduled == 0
     assert updates[0].final
     assert poller_tasks() == []  # nothing of the poller outlives aclose
     assert gateway.stats.requests["status"] == 0
@@ -577,8 +578,9 @@ async def test_every_poll_of_a_jittered_policy_is_jittered(
     assert all(4.5 <= gap <= 5.5 for gap in later)
 
 
+@pytest.mark.parametrize(("offset", "wake_ups"), [(0.03, 3), (0.07, 6)])
 async def test_polls_due_within_the_slack_go_out_in_one_wake_up(
-    client: Client, gateway: FakeGateway, clock: RecordingClock
+    client: Client, gateway: FakeGateway, clock: RecordingClock, offset: float, wake_ups: int
 ) -> None:
     early, late = await submit_many(client, 2)
     ended: list[PollUpdate] = []
@@ -588,13 +590,65 @@ async def test_polls_due_within_the_slack_go_out_in_one_wake_up(
             ended.append(update)
 
     client._poller.watch(early, policy=EXACT, deadline=600.0, listener=listener)
-    clock.advance(0.03)  # within 2% of the first delay (0.05 s)
+    clock.advance(offset)  # the slack is 2% of the first delay: 0.05 s
     client._poller.watch(late, policy=EXACT, deadline=600.0, listener=listener)
     while len(ended) < 2:
         await anyio.lowlevel.checkpoint()
-    # One wake-up per round for both, as if watched together: at 2.5, 7.5 and 12.5 s.
-    assert len(clock.sleeps) == 3
+    # Within the slack: one wake-up per round for both, at 2.5, 7.5 and 12.5 s;
+    # beyond it, each round wakes the timer twice.
+    assert len(clock.sleeps) == wake_ups
     assert gateway.stats.requests["status"] == 6
+
+
+async def test_the_poll_at_a_deadline_never_goes_out_early_with_another(
+    client: Client, gateway: FakeGateway, clock: RecordingClock
+) -> None:
+    gateway.set_config(durations=1e9)
+    other, timed = await submit_many(client, 2)
+    updates: list[PollUpdate] = []
+    client._poller.watch(other, policy=EXACT, deadline=600.0, listener=lambda update: None)
+    clock.advance(0.03)
+    # Its first poll (2.53 s) is its deadline: within the other's slack, but not sent
+    # with it at 2.5 s, or it would find time left and poll once more.
+    watch = client._poller.watch(timed, policy=EXACT, deadline=2.5, listener=updates.append)
+    while not updates:
+        await anyio.lowlevel.checkpoint()
+    assert isinstance(updates[-1].error, errors.JobTimeoutError)
+    assert polls_of(gateway, timed.id) == 1
+    assert watch.done
+
+
+async def test_a_deadline_under_the_first_delay_is_one_poll_at_the_deadline(
+    client: Client, gateway: FakeGateway, clock: RecordingClock
+) -> None:
+    gateway.set_config(durations=1e9)
+    job = await client.submit(prompt="slow", model="kling-v1")
+    with pytest.raises(errors.JobTimeoutError):
+        await client.wait(job, timeout=0.5)
+    assert gateway.stats.requests["status"] == 1
+    assert clock.monotonic() == pytest.approx(0.5)
+
+
+async def test_on_a_real_clock_a_sooner_poll_wakes_the_sleeping_timer(
+    gateway: FakeGateway,
+) -> None:
+    async with Client(api_key=gateway.api_key, base_url=gateway.url, seed=1) as client:
+        job = await client.submit(prompt="a cat", model="kling-v1")
+        slow = PollPolicy(first_delay=30.0, steps=(), final_interval=30.0, jitter=0.0)
+        fast = PollPolicy(first_delay=0.02, steps=(), final_interval=30.0, jitter=0.0)
+        updates: list[PollUpdate] = []
+        late = client._poller.watch(job, policy=slow, deadline=600.0, listener=updates.append)
+        for _ in range(3):
+            await anyio.lowlevel.checkpoint()  # the timer now sleeps for 30 real seconds
+        client._poller.watch(job, policy=fast, deadline=0.02, listener=updates.append)
+        with anyio.fail_after(2):
+            while not updates:
+                await anyio.sleep(0.01)
+        assert isinstance(updates[0].error, errors.JobTimeoutError)
+        late.cancel()
+        with anyio.fail_after(2):  # nothing left to watch: the timer ends, not sleeps on
+            while poller_tasks():
+                await anyio.sleep(0.01)
 
 
 async def test_cancelling_a_watch_while_it_is_polled_leaves_no_dead_entry_counted(

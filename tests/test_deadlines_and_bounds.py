@@ -389,10 +389,15 @@ class Stalls:
     def __init__(self) -> None:
         self.inner = AiohttpTransport()
         self.sends = 0
+        self.cancelled = 0
 
     async def send(self, request: HTTPRequest) -> HTTPResponse:
         self.sends += 1
-        await asyncio.Event().wait()
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            self.cancelled += 1
+            raise
         raise AssertionError("unreachable")
 
     async def aclose(self) -> None:
@@ -409,5 +414,7 @@ async def test_point_2_a_wait_deadline_holds_whatever_the_transport_does_with_ti
         with anyio.fail_after(5), pytest.raises(JobTimeoutError):
             await client.wait(queued(), timeout=0.4)
         took = time.monotonic() - started
+        await asyncio.sleep(0)
+        assert transport.cancelled == 1  # cut, not left running until the client closes
     assert transport.sends == 1  # the poll in flight was cut at the deadline
     assert 0.39 <= took < 0.4 + 0.25

@@ -637,18 +637,23 @@ async def test_on_a_real_clock_a_sooner_poll_wakes_the_sleeping_timer(
         slow = PollPolicy(first_delay=30.0, steps=(), final_interval=30.0, jitter=0.0)
         fast = PollPolicy(first_delay=0.02, steps=(), final_interval=30.0, jitter=0.0)
         updates: list[PollUpdate] = []
-        late = client._poller.watch(job, policy=slow, deadline=600.0, listener=updates.append)
+        told = anyio.Event()
+
+        def listener(update: PollUpdate) -> None:
+            updates.append(update)
+            told.set()
+
+        late = client._poller.watch(job, policy=slow, deadline=600.0, listener=listener)
         for _ in range(3):
             await anyio.lowlevel.checkpoint()  # the timer now sleeps for 30 real seconds
-        client._poller.watch(job, policy=fast, deadline=0.02, listener=updates.append)
+        client._poller.watch(job, policy=fast, deadline=0.02, listener=listener)
         with anyio.fail_after(2):
-            while not updates:
-                await anyio.sleep(0.01)
+            await told.wait()
         assert isinstance(updates[0].error, errors.JobTimeoutError)
         late.cancel()
         with anyio.fail_after(2):  # nothing left to watch: the timer ends, not sleeps on
             while poller_tasks():
-                await anyio.sleep(0.01)
+                await anyio.lowlevel.checkpoint()
 
 
 async def test_cancelling_a_watch_while_it_is_polled_leaves_no_dead_entry_counted(

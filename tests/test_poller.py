@@ -20,6 +20,7 @@ from asyncvideo import (
     Client,
     Job,
     JobState,
+    Limits,
     ManualClock,
     PollPolicy,
     RetryPolicy,
@@ -669,3 +670,28 @@ async def test_cancelling_a_watch_while_it_is_polled_leaves_no_dead_entry_counte
     assert len(client._poller._heap) == 0
     await settle()
     assert gateway.stats.requests["status"] <= 1
+
+
+async def test_polls_in_flight_never_exceed_max_polls(
+    gateway: FakeGateway, clock: RecordingClock
+) -> None:
+    async with Client(
+        api_key=gateway.api_key,
+        base_url=gateway.url,
+        clock=clock,
+        poll_policy=EXACT,
+        limits=Limits(max_polls=2),
+        seed=1,
+    ) as client:
+        jobs = await submit_many(client, 10)
+        workers: list[int] = []
+
+        def listener(update: PollUpdate) -> None:
+            workers.append(sum(name == "Poller._worker" for name in poller_tasks()))
+
+        for job in jobs:
+            client._poller.watch(job, policy=EXACT, deadline=600.0, listener=listener)
+        while len(client._poller):
+            await anyio.lowlevel.checkpoint()
+    assert max(workers) == 2
+    assert gateway.stats.requests["status"] == 10 * 3

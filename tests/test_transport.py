@@ -416,6 +416,7 @@ async def test_a_429s_retry_after_holds_the_providers_next_request_capped(
 def test_an_origin_is_scheme_host_and_port_with_defaults_filled_in() -> None:
     assert origin_of("HTTP://Gateway.Example:80/v1") == ("http", "gateway.example", 80)
     assert origin_of("https://gateway.example/v1") == ("https", "gateway.example", 443)
+    assert origin_of("http://gateway.example/v1") == ("http", "gateway.example", 80)
     assert origin_of("http://gateway.example:8080") == ("http", "gateway.example", 8080)
     assert origin_of("ftp://gateway.example/") == ("ftp", "gateway.example", None)
     assert origin_of("/relative/only") == ("", "", None)
@@ -639,3 +640,22 @@ async def test_a_transports_own_error_reading_an_error_page_names_the_task(
             await client.download(job, tmp_path / "clip.mp4")
     assert caught.value.task_id == job.id
     assert "ValueError from the transport" in str(caught.value)
+
+
+async def test_a_transports_own_error_reading_a_status_answer_names_host_and_task(
+    gateway: FakeGateway, clock: ManualClock
+) -> None:
+    transport = BrokenAfterSending(fail_sends_to="", fail_reads_of="/v1/video/generations/")
+    async with Client(
+        api_key=gateway.api_key,
+        base_url=gateway.url,
+        clock=clock,
+        transport=transport,
+        retry_policy=RetryPolicy(max_attempts=2, base_delay=0.1, max_delay=0.2),
+    ) as client:
+        job = await client.submit(prompt="a cat", model="kling-v1")
+        with pytest.raises(TransportError) as caught:
+            await client.refresh(job)
+    host = urlsplit(gateway.url).netloc
+    assert str(caught.value) == f"ValueError from the transport ({host}): my decoder broke"
+    assert caught.value.task_id == job.id

@@ -695,3 +695,47 @@ async def test_polls_in_flight_never_exceed_max_polls(
             await anyio.lowlevel.checkpoint()
     assert max(workers) == 2
     assert gateway.stats.requests["status"] == 10 * 3
+
+
+class CountingWorkers(ClosingTransport):
+    """Notes the poll workers alive at every send; each answer takes 20 real ms."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.workers: list[int] = []
+
+    async def send(self, request: HTTPRequest) -> HTTPResponse:
+        self.workers.append(sum(name == "Poller._worker" for name in poller_tasks()))
+        await asyncio.sleep(0.02)
+        return await super().send(request)
+
+
+async def test_on_a_real_clock_busy_workers_are_never_joined_by_more_than_max_polls(
+    gateway: FakeGateway,
+) -> None:
+    transport = CountingWorkers()
+    async with Client(
+        api_key=gateway.api_key,
+        base_url=gateway.url,
+        transport=transport,
+        limits=Limits(max_polls=2),
+        seed=1,
+    ) as client:
+        jobs = await submit_many(client, 6)
+        often = PollPolicy(first_delay=0.01, steps=(), final_interval=0.01, jitter=0.0)
+        ended = anyio.Event()
+        left = len(jobs)
+
+        def listener(update: PollUpdate) -> None:
+            nonlocal left
+            left -= update.final
+            if not left:
+                ended.set()
+
+        for job in jobs:
+            client._poller.watch(job, policy=often, deadline=0.3, listener=listener)
+        with anyio.fail_after(5):
+            await ended.wait()
+    status_sends = transport.workers[6:]  # after the six creates
+    assert status_sends
+    assert max(status_sends) <= 2

@@ -28,6 +28,7 @@ from asyncvideo import (
     RetryPolicy,
     _states,
 )
+from asyncvideo._poller import PollUpdate
 from asyncvideo._states import parse_state
 from asyncvideo._transport import HTTPRequest, HTTPResponse
 from asyncvideo.errors import (
@@ -422,3 +423,27 @@ async def test_point_2_a_wait_deadline_holds_whatever_the_transport_does_with_ti
         assert transport.cancelled == 1  # cut, not left running until the client closes
     assert transport.sends == 1  # the poll in flight was cut at the deadline
     assert 0.39 <= took < 0.4 + 0.25
+
+
+async def test_point_2_a_poll_cut_at_the_deadline_ends_with_the_last_snapshot() -> None:
+    transport = Stalls()
+    policy = PollPolicy(first_delay=0.05, steps=(), final_interval=0.05, jitter=0.0)
+    async with Client(
+        api_key=KEY, base_url="http://127.0.0.1:9", poll_policy=policy, transport=transport
+    ) as client:
+        job = queued()
+        updates: list[PollUpdate] = []
+        ended = anyio.Event()
+
+        def listener(update: PollUpdate) -> None:
+            updates.append(update)
+            ended.set()
+
+        client._poller.watch(job, policy=policy, deadline=0.2, listener=listener)
+        with anyio.fail_after(5):
+            await ended.wait()
+    (update,) = updates
+    assert isinstance(update.error, JobTimeoutError)
+    assert update.job is job
+    assert update.previous is job
+    assert update.error.job is job

@@ -307,10 +307,13 @@ async def test_aclose_right_after_a_watch_ends_it_as_closed(
 ) -> None:
     job = await client.submit(prompt="slow", model="kling-v1")
     updates: list[PollUpdate] = []
-    client._poller.watch(job, policy=EXACT, deadline=600.0, listener=updates.append)
+    watch = client._poller.watch(job, policy=EXACT, deadline=600.0, listener=updates.append)
     await client.aclose()  # before the poller's timer task ever ran
     assert [str(update.error) for update in updates] == ["the client was closed"]
     assert client._poller.scheduled == 0
+    watch.cancel()  # a finished watch: nothing to do
+    assert client._poller.scheduled == 0
+    assert len(updates) == 1
     assert updates[0].final
     assert poller_tasks() == []  # nothing of the poller outlives aclose
     assert gateway.stats.requests["status"] == 0
@@ -739,3 +742,26 @@ async def test_on_a_real_clock_busy_workers_are_never_joined_by_more_than_max_po
     status_sends = transport.workers[6:]  # after the six creates
     assert status_sends
     assert max(status_sends) <= 2
+
+
+async def test_a_listener_that_raises_is_logged_and_polling_goes_on(
+    client: Client, caplog: pytest.LogCaptureFixture
+) -> None:
+    broken, fine = await submit_many(client, 2)
+    ended: list[PollUpdate] = []
+
+    def raises(update: PollUpdate) -> None:
+        raise RuntimeError("listener bug")
+
+    def listener(update: PollUpdate) -> None:
+        if update.final:
+            ended.append(update)
+
+    caplog.set_level(logging.ERROR, logger="asyncvideo")
+    client._poller.watch(broken, policy=EXACT, deadline=600.0, listener=raises)
+    client._poller.watch(fine, policy=EXACT, deadline=600.0, listener=listener)
+    while len(client._poller):
+        await anyio.lowlevel.checkpoint()
+    assert ended[0].job.state is JobState.SUCCEEDED
+    messages = {record.getMessage() for record in caplog.records}
+    assert messages == {"a poll listener raised; polling goes on"}

@@ -310,6 +310,8 @@ async def test_aclose_right_after_a_watch_ends_it_as_closed(
     watch = client._poller.watch(job, policy=EXACT, deadline=600.0, listener=updates.append)
     await client.aclose()  # before the poller's timer task ever ran
     assert [str(update.error) for update in updates] == ["the client was closed"]
+    assert updates[0].job is job
+    assert updates[0].previous is job
     assert client._poller.scheduled == 0
     watch.cancel()  # a finished watch: nothing to do
     assert client._poller.scheduled == 0
@@ -408,6 +410,7 @@ async def test_a_deadline_already_passed_ends_at_once_without_a_poll(
     assert isinstance(update.error, errors.JobTimeoutError)
     assert update.error.timeout == deadline
     assert update.job is job
+    assert update.previous is job
     assert len(client._poller) == 0
     await settle()
     assert gateway.stats.requests["status"] == 0
@@ -765,3 +768,35 @@ async def test_a_listener_that_raises_is_logged_and_polling_goes_on(
     assert ended[0].job.state is JobState.SUCCEEDED
     messages = {record.getMessage() for record in caplog.records}
     assert messages == {"a poll listener raised; polling goes on"}
+
+
+async def test_the_timer_task_starts_again_for_a_wait_after_an_idle_spell(
+    client: Client, gateway: FakeGateway
+) -> None:
+    first, second = await submit_many(client, 2)
+    await client.wait(first)
+    await settle()
+    assert poller_tasks() == []  # idle: no task
+    await client.wait(second)
+    assert client._poller.starts == 2
+
+
+async def test_the_slack_is_a_fiftieth_of_the_soonest_first_poll_or_step(
+    client: Client, gateway: FakeGateway, clock: RecordingClock
+) -> None:
+    # First poll at 5 s, but a 0.25 s step below 1 s: the slack is 0.005 s, so two
+    # watches 0.03 s apart are polled in separate wake-ups.
+    policy = PollPolicy(first_delay=5.0, steps=((1.0, 0.25),), final_interval=5.0, jitter=0.0)
+    early, late = await submit_many(client, 2)
+    ended: list[PollUpdate] = []
+
+    def listener(update: PollUpdate) -> None:
+        if update.final:
+            ended.append(update)
+
+    client._poller.watch(early, policy=policy, deadline=600.0, listener=listener)
+    clock.advance(0.03)
+    client._poller.watch(late, policy=policy, deadline=600.0, listener=listener)
+    while len(ended) < 2:
+        await anyio.lowlevel.checkpoint()
+    assert len(clock.sleeps) == 4  # 5 and 10 s, each twice

@@ -449,6 +449,7 @@ class Client:
                 "GET",
                 self._status_path(job),
                 provider=provider.name,
+                kind="status",
                 task_id=job.id,
                 deadline=deadline,
             )
@@ -493,7 +494,11 @@ class Client:
         placeholder = Job(id=task_id, model=model, provider=adapter.name, state=JobState.QUEUED)
         async with self._slot("poll"):
             payload = await self._connection.request_json(
-                "GET", self._status_path(placeholder), provider=adapter.name, task_id=task_id
+                "GET",
+                self._status_path(placeholder),
+                provider=adapter.name,
+                kind="status",
+                task_id=task_id,
             )
         return adapter.parse(payload, model=model, task_id=task_id)
 

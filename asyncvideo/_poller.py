@@ -382,7 +382,6 @@ class Poller:
                             await self._poll(watch)
                     finally:
                         watch.polling = None
-                        watch.cut_at = math.inf
                         self._in_flight.discard(watch)
         finally:
             worker = asyncio.current_task()
@@ -476,8 +475,7 @@ class Poller:
         self._forget(watch)
         if watch.polling is not None:
             watch.polling.cancel()  # a query nobody waits for any more: stop it
-        if watch.scheduled:
-            watch.scheduled = False
+        if watch.scheduled:  # its entry stays in the heap, dead, until popped or swept
             self._stale += 1
             # Many waiters leaving at once (a web app shutting down) must not leave
             # the heap full of dead entries: rebuild it once they are half of it.

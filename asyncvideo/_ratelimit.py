@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections import deque
 
 from ._clock import Clock
@@ -9,7 +10,8 @@ from .errors import TimeoutError
 
 __all__ = ["AdaptiveRateLimiter"]
 
-# How far back sends are counted to estimate the current rate when no rate is set yet.
+# How far back sends are counted to estimate the current rate when no rate is set yet:
+# one second, so the count of sends in it is the rate per second.
 _ESTIMATE_WINDOW = 1.0
 
 
@@ -47,7 +49,7 @@ class AdaptiveRateLimiter:
         self._rate: float | None = ceiling
         self._next_slot = 0.0
         self._blocked_until = 0.0
-        self._last_cut = -1.0
+        self._last_cut = -math.inf  # no cut yet
         self._recent: deque[float] = deque()
         self.throttle_count = 0
 
@@ -89,15 +91,14 @@ class AdaptiveRateLimiter:
         """A request let through at ``sent_at`` was answered 429."""
         now = self._clock.monotonic()
         self.throttle_count += 1
-        if retry_after is not None and retry_after > 0:
+        if retry_after is not None:  # one of 0 or less holds nothing: a turn is never before now
             self._blocked_until = max(self._blocked_until, now + retry_after)
         # Sent at or before the last cut: it went out under the old rate, already halved.
         if sent_at <= self._last_cut:
             return
         self._last_cut = now
         if self._rate is None:
-            observed = len(self._recent) / _ESTIMATE_WINDOW
-            self._rate = max(self._floor, observed * self._decrease)
+            self._rate = max(self._floor, len(self._recent) * self._decrease)
             self._recent.clear()
         else:
             self._rate = max(self._floor, self._rate * self._decrease)

@@ -17,8 +17,20 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from asyncvideo import Client, Job, JobState, Limits, ManualClock, PollPolicy, RetryPolicy, _states
+from asyncvideo import (
+    AiohttpTransport,
+    Client,
+    Job,
+    JobState,
+    Limits,
+    ManualClock,
+    PollPolicy,
+    RetryPolicy,
+    _states,
+)
+from asyncvideo._poller import PollUpdate
 from asyncvideo._states import parse_state
+from asyncvideo._transport import HTTPRequest, HTTPResponse
 from asyncvideo.errors import (
     APIError,
     CreateOutcomeUnknown,
@@ -161,8 +173,13 @@ async def test_point_3_a_status_body_over_the_limit_is_a_protocol_error_not_read
     limits = Limits(max_response_bytes=256 * 1024)
     url = await start_server(huge)
     async with Client(api_key=KEY, base_url=url, clock=ManualClock(), limits=limits) as client:
-        with pytest.raises(ProtocolError, match="larger than 262144 bytes"):
+        with pytest.raises(ProtocolError) as caught:
             await client.refresh(queued())
+    assert str(caught.value) == (
+        "the answer to GET /v1/videos/video_1 is larger than 262144 bytes "
+        "(Limits.max_response_bytes); not read"
+    )
+    assert caught.value.status == 200
     assert sent < 64  # the client stopped reading and hung up
 
 
@@ -183,21 +200,112 @@ async def test_point_3_an_announced_oversized_create_answer_is_an_unknown_outcom
         with pytest.raises(CreateOutcomeUnknown) as caught:
             await client.submit(prompt="a cat", model="sora-2", idempotency_key="key-3")
     assert caught.value.idempotency_key == "key-3"
-    assert isinstance(caught.value.__cause__, ProtocolError)
+    cause = caught.value.__cause__
+    assert isinstance(cause, ProtocolError)
+    assert cause.status == 200
+    assert "larger than 262144 bytes" in str(cause)
     assert creates == 1
 
 
-async def test_point_3_an_oversized_error_body_keeps_its_status(
+def padded_status(size: int) -> bytes:
+    """A status answer of exactly ``size`` bytes."""
+    head, tail = b'{"id": "video_1", "status": "queued", "pad": "', b'"}'
+    return head + b"x" * (size - len(head) - len(tail)) + tail
+
+
+async def test_point_3_an_answer_of_exactly_the_limit_is_read(
     start_server: StartServer,
 ) -> None:
-    async def huge(request: web.Request) -> web.StreamResponse:
-        return web.Response(status=401, text="denied " + "x" * 1_000_000)
+    limit = 256 * 1024
 
+    async def exact(request: web.Request) -> web.StreamResponse:
+        return web.Response(body=padded_status(limit), content_type="application/json")
+
+    limits = Limits(max_response_bytes=limit)
+    url = await start_server(exact)
+    async with Client(api_key=KEY, base_url=url, clock=ManualClock(), limits=limits) as client:
+        job = await client.refresh(queued())
+    assert job.native_status == "queued"
+
+
+class CountingStreams:
+    """The default transport, counting the bodies the SDK started to stream.
+
+    With ``piece``, every body arrives in chunks of that many bytes.
+    """
+
+    def __init__(self, piece: int = 0) -> None:
+        self.inner = AiohttpTransport()
+        self.piece = piece
+        self.streamed = 0
+
+    async def send(self, request: HTTPRequest) -> HTTPResponse:
+        return CountedResponse(await self.inner.send(request), self)
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+class CountedResponse:
+    def __init__(self, response: HTTPResponse, transport: CountingStreams) -> None:
+        self.response = response
+        self.transport = transport
+        self.status = response.status
+        self.headers = response.headers
+
+    async def iter_bytes(self) -> AsyncIterator[bytes]:
+        self.transport.streamed += 1
+        piece = self.transport.piece
+        async for chunk in self.response.iter_bytes():
+            if not piece:
+                yield chunk
+                continue
+            for start in range(0, len(chunk), piece):
+                yield chunk[start : start + piece]
+
+    async def read(self, limit: int | None = None) -> bytes:
+        return await self.response.read(limit)
+
+    async def aclose(self) -> None:
+        await self.response.aclose()
+
+
+async def test_point_3_an_announced_oversized_answer_is_refused_before_a_byte_is_read(
+    start_server: StartServer,
+) -> None:
+    async def big(request: web.Request) -> web.StreamResponse:
+        return web.Response(body=padded_status(300_000), content_type="application/json")
+
+    transport = CountingStreams()
+    limits = Limits(max_response_bytes=256 * 1024)
+    url = await start_server(big)
+    async with Client(
+        api_key=KEY, base_url=url, clock=ManualClock(), limits=limits, transport=transport
+    ) as client:
+        with pytest.raises(ProtocolError) as caught:
+            await client.refresh(queued())
+    assert str(caught.value) == (
+        "the answer to GET /v1/videos/video_1 is larger than 262144 bytes "
+        "(Limits.max_response_bytes); not read"
+    )
+    assert caught.value.status == 200
+    assert transport.streamed == 0
+
+
+@pytest.mark.parametrize("status", [400, 401])
+async def test_point_3_an_oversized_error_body_keeps_its_status(
+    start_server: StartServer, status: int
+) -> None:
+    async def huge(request: web.Request) -> web.StreamResponse:
+        return web.Response(status=status, text="denied " + "x" * 1_000_000)
+
+    # Larger than max_response_bytes too: an error answer is cut, never refused.
+    limits = Limits(max_response_bytes=256 * 1024)
     url = await start_server(huge)
-    async with Client(api_key=KEY, base_url=url, clock=ManualClock()) as client:
+    async with Client(api_key=KEY, base_url=url, clock=ManualClock(), limits=limits) as client:
         with pytest.raises(APIError) as caught:
             await client.refresh(queued())
-    assert caught.value.status == 401
+    assert caught.value.status == status
 
 
 @pytest.mark.parametrize("call", ["refresh", "wait", "submit"])
@@ -234,3 +342,108 @@ def test_point_3_unknown_status_words_are_remembered_in_bounded_memory(
     assert all(len(word) <= 64 for word in _states._unknown_words_logged)
     assert len(caplog.records) == 2_000  # each new word once; memory stays bounded
     assert all(len(record.getMessage()) < 200 for record in caplog.records)
+
+
+async def test_point_3_an_oversized_error_body_in_small_chunks_reads_as_one_text(
+    start_server: StartServer,
+) -> None:
+    async def huge(request: web.Request) -> web.StreamResponse:
+        return web.Response(status=401, text="denied: " + "0123456789" * 100_000)
+
+    url = await start_server(huge)
+    transport = CountingStreams(piece=7)
+    async with Client(api_key=KEY, base_url=url, clock=ManualClock(), transport=transport) as c:
+        with pytest.raises(APIError) as caught:
+            await c.refresh(queued())
+    assert caught.value.status == 401
+    assert "denied: 0123456789012345678901234567890123456789" in str(caught.value)
+
+
+async def test_point_3_a_status_answer_in_small_chunks_is_read_whole(
+    start_server: StartServer,
+) -> None:
+    async def status(request: web.Request) -> web.StreamResponse:
+        return web.json_response({"id": "video_1", "status": "in_progress", "progress": 42})
+
+    transport = CountingStreams(piece=7)
+    url = await start_server(status)
+    async with Client(api_key=KEY, base_url=url, clock=ManualClock(), transport=transport) as c:
+        job = await c.refresh(queued())
+    assert (job.native_status, job.progress) == ("in_progress", 42)
+    assert transport.streamed == 1
+
+
+async def test_point_2_the_poll_sent_at_the_deadline_gets_its_short_grace(
+    start_server: StartServer,
+) -> None:
+    # A real clock: the one poll goes out at the 1.5 s deadline and is answered at
+    # once; the last look may take 5% of the timeout (75 ms), so its answer counts.
+    async def done(request: web.Request) -> web.StreamResponse:
+        return web.json_response({"id": "video_1", "status": "completed"})
+
+    url = await start_server(done)
+    policy = PollPolicy(first_delay=1.5, steps=(), final_interval=1.5, jitter=0.0)
+    async with Client(api_key=KEY, base_url=url, poll_policy=policy) as client:
+        job = await client.wait(queued(), timeout=1.5)
+    assert job.state is JobState.SUCCEEDED
+
+
+class Stalls:
+    """A transport of the user's that never answers and ignores every timeout it is given."""
+
+    def __init__(self) -> None:
+        self.inner = AiohttpTransport()
+        self.sends = 0
+        self.cancelled = 0
+
+    async def send(self, request: HTTPRequest) -> HTTPResponse:
+        self.sends += 1
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            self.cancelled += 1
+            raise
+        raise AssertionError("unreachable")
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+async def test_point_2_a_wait_deadline_holds_whatever_the_transport_does_with_timeouts() -> None:
+    transport = Stalls()
+    policy = PollPolicy(first_delay=0.05, steps=(), final_interval=0.05, jitter=0.0)
+    async with Client(
+        api_key=KEY, base_url="http://127.0.0.1:9", poll_policy=policy, transport=transport
+    ) as client:
+        started = time.monotonic()
+        with anyio.fail_after(5), pytest.raises(JobTimeoutError):
+            await client.wait(queued(), timeout=0.4)
+        took = time.monotonic() - started
+        await asyncio.sleep(0)
+        assert transport.cancelled == 1  # cut, not left running until the client closes
+    assert transport.sends == 1  # the poll in flight was cut at the deadline
+    assert 0.39 <= took < 0.4 + 0.25
+
+
+async def test_point_2_a_poll_cut_at_the_deadline_ends_with_the_last_snapshot() -> None:
+    transport = Stalls()
+    policy = PollPolicy(first_delay=0.05, steps=(), final_interval=0.05, jitter=0.0)
+    async with Client(
+        api_key=KEY, base_url="http://127.0.0.1:9", poll_policy=policy, transport=transport
+    ) as client:
+        job = queued()
+        updates: list[PollUpdate] = []
+        ended = anyio.Event()
+
+        def listener(update: PollUpdate) -> None:
+            updates.append(update)
+            ended.set()
+
+        client._poller.watch(job, policy=policy, deadline=0.2, listener=listener)
+        with anyio.fail_after(5):
+            await ended.wait()
+    (update,) = updates
+    assert isinstance(update.error, JobTimeoutError)
+    assert update.job is job
+    assert update.previous is job
+    assert update.error.job is job

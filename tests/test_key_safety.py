@@ -13,6 +13,7 @@ import pytest
 from aiohttp import web
 
 from asyncvideo import Client, Job, JobState, ManualClock, RetryPolicy
+from asyncvideo._transport._connection import Scrubber
 from asyncvideo.errors import AsyncVideoError, JobFailedError
 
 pytestmark = pytest.mark.anyio
@@ -128,3 +129,16 @@ async def test_point_8_no_aiohttp_exception_rides_along(
         with pytest.raises(AsyncVideoError) as caught:
             await client.get("html", model="kling-v1")
     assert_no_key(caught.value, caplog)
+
+
+def test_the_scrubber_takes_the_key_out_of_text_and_bytes() -> None:
+    scrub = Scrubber(KEY)
+    assert scrub.text(f"bad key {KEY}!") == "bad key [redacted]!"
+    assert scrub.body(f"bad key {KEY}!".encode()) == b"bad key [redacted]!"
+    assert scrub.body(b"nothing secret") == b"nothing secret"
+
+
+def test_a_scrubber_without_a_key_changes_nothing() -> None:
+    scrub = Scrubber("")
+    assert scrub.text("abc") == "abc"
+    assert scrub.body(b"abc") == b"abc"

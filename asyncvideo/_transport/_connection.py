@@ -389,7 +389,7 @@ class GatewayConnection:
         path: str,
         *,
         provider: str,
-        kind: RequestKind = "status",
+        kind: RequestKind,
         json: Mapping[str, object] | None = None,
         form: Mapping[str, str] | None = None,
         files: Mapping[str, FilePart] | None = None,
@@ -449,9 +449,7 @@ class GatewayConnection:
         if deadline is None or isinstance(self._clock, ManualClock):
             return request
         left = max(deadline - self._clock.monotonic(), _MIN_ATTEMPT_TIME)
-        if request.timeout is not None and request.timeout <= left:
-            return request
-        return attrs.evolve(request, timeout=left)
+        return attrs.evolve(request, timeout=min(self._request_timeout, left))
 
     async def _see_through(
         self, request: HTTPRequest, limiter: AdaptiveRateLimiter, idempotency_key: str | None

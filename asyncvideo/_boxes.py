@@ -37,13 +37,13 @@ def _box_end(header: bytes, position: int) -> int | None:
     """
     if len(header) < _HEADER:
         return None
-    box_size = int.from_bytes(header[:4], "big")
+    box_size = int.from_bytes(header[:4])  # big-endian, as MP4 and from_bytes default
     if box_size == 0:
         return 0
     if box_size == 1:
         if len(header) < _LARGE_HEADER:
             return None
-        box_size = int.from_bytes(header[8:16], "big")
+        box_size = int.from_bytes(header[8:_LARGE_HEADER])
         if box_size < _LARGE_HEADER:
             raise IntegrityError(f"MP4 box at byte {position} has a size of {box_size}")
     elif box_size < _HEADER:
@@ -52,9 +52,11 @@ def _box_end(header: bytes, position: int) -> int | None:
 
 
 def _cut_header_end(header: bytes, position: int) -> int:
-    """Where a file cut inside the header at ``position`` would have had to reach."""
-    large = len(header) >= _HEADER and int.from_bytes(header[:4], "big") == 1
-    return position + (_LARGE_HEADER if large else _HEADER)
+    """Where a file cut inside the header at ``position`` would have had to reach.
+
+    A plain header is whole at 8 bytes, so one cut after 8 is a 64-bit one.
+    """
+    return position + (_LARGE_HEADER if len(header) >= _HEADER else _HEADER)
 
 
 def mp4_boxes_end(read_at: Callable[[int, int], bytes], size: int) -> int:

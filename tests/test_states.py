@@ -26,6 +26,18 @@ def test_every_documented_word_maps(word: str, state: JobState) -> None:
     assert parse_state(f"  {word.title()} ") is state
 
 
+@pytest.mark.parametrize(
+    ("word", "state"),
+    [
+        ("In Progress", JobState.RUNNING),
+        ("not-start", JobState.QUEUED),
+        ("IN-QUEUE", JobState.QUEUED),
+    ],
+)
+def test_spaces_and_hyphens_read_as_underscores(word: str, state: JobState) -> None:
+    assert parse_state(word) is state
+
+
 @given(st.sampled_from(sorted(VOCABULARY)), st.lists(st.booleans(), min_size=1, max_size=30))
 def test_any_casing_maps(word: str, upper: list[bool]) -> None:
     cased = "".join(

@@ -23,6 +23,8 @@ from multidict import CIMultiDictProxy
 
 from asyncvideo import (
     Client,
+    Endpoints,
+    GatewayProfile,
     Job,
     JobState,
     ManualClock,
@@ -32,7 +34,7 @@ from asyncvideo import (
     VideoRequest,
     errors,
 )
-from asyncvideo._download import looks_like_mp4, mp4_boxes_end, safe_filename
+from asyncvideo._download import is_complete_mp4, looks_like_mp4, mp4_boxes_end, safe_filename
 from asyncvideo.testing import FakeGateway, make_mp4
 
 from .conftest import ClientFactory
@@ -274,6 +276,12 @@ def test_task_ids_become_safe_file_names() -> None:
     assert cut.startswith("a" * 107 + "_")
     assert cut != safe_filename("a" * 201)
     assert safe_filename("") == "video"
+    assert safe_filename("a" * 120) == "a" * 120  # exactly the budget: kept whole
+    assert len(safe_filename("a" * 121)) == 120
+    # JSON can carry a lone surrogate ("\ud800"); hashing it must not raise.
+    lone = safe_filename("\ud800" * 130)
+    assert lone.startswith("_" * 107 + "_")
+    assert lone != safe_filename("\udc00" * 130)
     assert looks_like_mp4(VIDEO)
     assert not looks_like_mp4(VIDEO[:7])
 
@@ -307,6 +315,24 @@ async def test_a_variant_is_asked_of_the_content_endpoint(
     assert content[-1].query == {"variant": "mp4"}
     with pytest.raises(errors.InvalidRequestError, match="thumbnail"):
         await client.download(job, tmp_path / "t.jpg", variant="thumbnail")
+
+
+async def test_a_variant_keeps_the_query_the_content_endpoint_already_has(
+    start_cdn: StartCdn, tmp_path: Path
+) -> None:
+    queries: list[str] = []
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        queries.append(request.query_string)
+        return video()
+
+    cdn = await start_cdn(handler)
+    paths = Endpoints(create="/v1/videos", status="/v1/videos/{id}", content="/c/{id}?f=raw&sig=")
+    profile = GatewayProfile(name="custom", openai=paths, generations=paths)
+    job = Job(id="t1", model="sora-2", provider="sora", state=JobState.SUCCEEDED)
+    async with Client(api_key="sk-test", base_url=cdn.url, gateway=profile) as client:
+        await client.download(job, tmp_path / "v.mp4", variant="mp4")
+    assert queries == ["f=raw&sig=&variant=mp4"]  # a blank value is the gateway's, kept
 
 
 @pytest.mark.parametrize(
@@ -637,6 +663,22 @@ def test_where_the_boxes_say_a_file_ends() -> None:
     assert boxes_end(ftyp + box(b"mdat", b"x" * 100)[:8]) == len(ftyp) + 108
     assert boxes_end(ftyp + large[:12]) > len(ftyp) + 12
     assert boxes_end(ftyp + large[:16]) == len(ftyp) + 116
+
+
+def test_a_finished_file_is_whole_when_its_boxes_add_up_and_hold_moov(tmp_path: Path) -> None:
+    ftyp = box(b"ftyp", b"isom")
+    files = {
+        "whole.mp4": (VIDEO, True),
+        "cut.mp4": (VIDEO[:-1], False),
+        "no_moov.mp4": (ftyp + box(b"mdat", b"x"), False),
+        "no_ftyp.mp4": (box(b"moov", b"x") + box(b"mdat"), False),
+        "bad_box.mp4": (ftyp + box(b"moov", size=7), False),
+    }
+    for name, (data, whole) in files.items():
+        (tmp_path / name).write_bytes(data)
+        assert is_complete_mp4(tmp_path / name) is whole, name
+    assert is_complete_mp4(tmp_path / "missing.mp4") is False
+    assert is_complete_mp4(tmp_path) is False  # a folder
 
 
 @pytest.mark.parametrize(

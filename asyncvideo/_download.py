@@ -170,20 +170,17 @@ def _finish(handle: BinaryIO, part: Path, dest: Path, task_id: str | None) -> No
         handle.flush()
         size = os.fstat(handle.fileno()).st_size
         end, kinds = _walk_boxes(functools.partial(os.pread, handle.fileno()), size)
-    except OSError as exc:
-        raise output_error(exc, part, "write", task_id) from exc
-    if end != size:
-        # Truncation is a transport failure: retried (resumed where a range is possible).
-        raise TransportError(f"the body ended at byte {size} inside an MP4 box ending at {end}")
-    if b"moov" not in kinds:
-        # Whole as sent, and still no video: fetching it again would give the same bytes.
-        raise IntegrityError(
-            "the downloaded body is not a playable MP4 (no moov box)", task_id=task_id
-        )
-    try:
+        if end != size:
+            # Truncation is a transport failure: retried (resumed where a range is possible).
+            raise TransportError(f"the body ended at byte {size} inside an MP4 box ending at {end}")
+        if b"moov" not in kinds:
+            # Whole as sent, and still no video: fetching it again would give the same bytes.
+            raise IntegrityError(
+                "the downloaded body is not a playable MP4 (no moov box)", task_id=task_id
+            )
         os.fsync(handle.fileno())
         handle.close()
-    except OSError as exc:
+    except OSError as exc:  # neither error above is an OSError: only the disk's land here
         raise output_error(exc, part, "write", task_id) from exc
     try:
         os.replace(part, dest)
@@ -233,9 +230,9 @@ class _Part:
         return self.handle
 
     def close(self) -> None:
-        if self.handle is not None:
-            self.handle.close()
-            self.handle = None
+        handle, self.handle = self.handle, None
+        if handle is not None:
+            handle.close()  # a failed flush still closes the file, then raises
 
 
 async def download_to_file(
@@ -296,10 +293,11 @@ async def download_to_file(
     except BaseException:
         # Keep a resumable .part only while this call is retrying; a failed or
         # cancelled download leaves nothing behind that could pass for a video.
-        part.close()
+        # Neither step may hide the error that got us here: a full disk fails the
+        # flush again, and a folder that is a file cannot hold a .part either.
+        with contextlib.suppress(OSError):
+            part.close()
         with anyio.CancelScope(shield=True), contextlib.suppress(OSError):
-            # A folder that is a file cannot hold a .part either; the error to
-            # show is the one that got us here.
             await anyio.Path(part.path).unlink(missing_ok=True)
         raise
 

@@ -1040,6 +1040,49 @@ async def test_point_6_a_full_disk_is_an_output_error_with_the_path(
     assert list(small_disk.iterdir()) == []  # the .part is gone, the disk is free again
 
 
+async def test_point_6_a_disk_found_full_only_when_the_last_bytes_are_flushed(
+    start_cdn: StartCdn, small_disk: Path
+) -> None:
+    small = make_mp4(4_000, "small")  # less than one write buffer: no write reaches the disk
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        return video(small)
+
+    with (small_disk / "filler").open("wb", buffering=0) as filler, contextlib.suppress(OSError):
+        while True:
+            filler.write(b"x" * 4096)
+    cdn = await start_cdn(handler)
+    dest = small_disk / "v.mp4"
+    async with cdn_client(cdn, ManualClock()) as client:
+        with pytest.raises(errors.OutputError) as caught:
+            await client.download(cdn_job(cdn), dest)
+    assert caught.value.errno == errno.ENOSPC
+    assert str(caught.value) == f"cannot write {str(dest) + '.part'!r}: No space left on device"
+    assert caught.value.task_id == "t1"
+    assert len(cdn.seen) == 1  # the disk is not retried
+    assert sorted(p.name for p in small_disk.iterdir()) == ["filler"]
+
+
+async def test_point_6_a_destination_that_became_a_folder_is_an_output_error(
+    start_cdn: StartCdn, tmp_path: Path
+) -> None:
+    dest = tmp_path / "v.mp4"
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        (dest / "inside").mkdir(parents=True)  # taken by a folder after the name was checked
+        return video()
+
+    cdn = await start_cdn(handler)
+    async with cdn_client(cdn, ManualClock()) as client:
+        with pytest.raises(errors.OutputError) as caught:
+            await client.download(cdn_job(cdn), dest)
+    assert caught.value.path == str(dest)
+    assert caught.value.task_id == "t1"
+    assert str(caught.value).startswith(f"cannot save the video as {str(dest)!r}: ")
+    assert len(cdn.seen) == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["v.mp4"]  # the folder; no .part
+
+
 async def test_point_6_a_read_only_disk_is_an_output_error_with_the_path(
     start_cdn: StartCdn, small_disk: Path
 ) -> None:

@@ -658,11 +658,14 @@ def test_where_the_boxes_say_a_file_ends() -> None:
     large = (1).to_bytes(4, "big") + b"mdat" + (16 + 100).to_bytes(8, "big") + b"x" * 100
     empty_large = (1).to_bytes(4, "big") + b"free" + (16).to_bytes(8, "big")
     assert boxes_end(ftyp + large + empty_large) == len(ftyp) + 116 + 16
-    # cut inside a header, or right after one: the boxes reach past the end
-    assert boxes_end(ftyp + box(b"mdat", b"x" * 100)[:5]) > len(ftyp) + 5
+    # cut inside a header (at least the header is missing), or right after one
+    assert boxes_end(ftyp + box(b"mdat", b"x" * 100)[:5]) == len(ftyp) + 8
     assert boxes_end(ftyp + box(b"mdat", b"x" * 100)[:8]) == len(ftyp) + 108
-    assert boxes_end(ftyp + large[:12]) > len(ftyp) + 12
+    assert boxes_end(ftyp + large[:12]) == len(ftyp) + 16
     assert boxes_end(ftyp + large[:16]) == len(ftyp) + 116
+    # every byte of a 64-bit size counts, the highest too
+    huge = (1).to_bytes(4, "big") + b"mdat" + (2**56 + 16).to_bytes(8, "big")
+    assert boxes_end(ftyp + huge) == len(ftyp) + 2**56 + 16
 
 
 def test_a_finished_file_is_whole_when_its_boxes_add_up_and_hold_moov(tmp_path: Path) -> None:

@@ -187,6 +187,8 @@ async def test_a_journal_that_cannot_be_opened_stops_the_batch_before_any_create
             await run(client, prompts(3), tmp_path / "out", journal_path)
     if isinstance(caught.value, errors.OutputError):
         assert caught.value.path == str(journal_path)
+        reason = "unable to open database file" if kind == "a folder" else "File exists"
+        assert str(caught.value) == f"cannot open the journal {str(journal_path)!r}: {reason}"
     assert slow_gateway.stats.create_requests == 0
 
 

@@ -16,7 +16,8 @@ for. With ``--tests``, mutmut runs only those test files (state it with the
 figures: a narrower selection can only lower the score). ``--max-children``
 defaults to 1, since the machine is shared.
 
-It prints, per module: mutants, killed, survived, timeouts, others (no tests,
+It prints, per module: mutants, killed (a test failed, or the test process
+crashed: mutmut's "segfault"), survived, timeouts, others (no tests,
 suspicious, skipped), the mutants listed as equivalent in
 ``benchmarks/mutation_equivalent.txt`` (one ``name  reason`` a line: no
 observable behaviour can differ) and the score, killed / (mutants - equivalent).
@@ -110,7 +111,9 @@ def report(results: str, modules: Sequence[str]) -> None:
         if match is None:
             continue
         module = match["module"].replace(".", "/") + ".py"
-        if status != "killed" and name in equivalents:
+        if status == "segfault":
+            status = "killed"  # the tests crashed on it: detected all the same
+        elif status != "killed" and name in equivalents:
             status = "equivalent"
         by_module[module][status] += 1
         if status not in ("killed", "equivalent"):

@@ -22,9 +22,12 @@ from aiohttp.test_utils import TestServer
 from multidict import CIMultiDictProxy
 
 from asyncvideo import (
+    AiohttpTransport,
     Client,
     Endpoints,
     GatewayProfile,
+    HTTPRequest,
+    HTTPResponse,
     Job,
     JobState,
     ManualClock,
@@ -503,6 +506,72 @@ async def test_a_download_that_always_drops_gives_up_after_max_attempts(
     assert e.value.task_id == "t1"
     assert len(cdn.seen) == 4
     assert calls_of(client) == [(0, None), (1, None), (2, None)]
+    assert list(tmp_path.iterdir()) == []
+
+
+@attrs.define
+class ShortBody:
+    """A response whose body stops after ``keep`` bytes, whatever its Content-Length says."""
+
+    inner: HTTPResponse
+    keep: int
+
+    @property
+    def status(self) -> int:
+        return self.inner.status
+
+    @property
+    def headers(self) -> Mapping[str, str]:
+        return self.inner.headers
+
+    async def iter_bytes(self) -> AsyncIterator[bytes]:
+        sent = 0
+        async for chunk in self.inner.iter_bytes():
+            yield chunk[: self.keep - sent]
+            sent += len(chunk)
+            if sent >= self.keep:
+                return
+
+    async def read(self, limit: int | None = None) -> bytes:
+        return await self.inner.read(limit)
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+class LenientTransport(AiohttpTransport):
+    """A user's transport that, unlike aiohttp's, lets a body end before its Content-Length."""
+
+    def __init__(self, keep: int) -> None:
+        super().__init__()
+        self.keep = keep
+
+    async def send(self, request: HTTPRequest) -> HTTPResponse:
+        return ShortBody(await super().send(request), self.keep)
+
+
+async def test_a_body_cut_between_two_boxes_is_caught_by_its_length(
+    start_cdn: StartCdn, tmp_path: Path
+) -> None:
+    # Cut where mdat begins: ftyp, free and moov add up, so only the length tells.
+    mdat_at = VIDEO.index(b"mdat") - 4
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        return video()
+
+    cdn = await start_cdn(handler)
+    async with Client(
+        api_key="sk-test",
+        base_url=cdn.url,
+        clock=ManualClock(),
+        retry_policy=RecordedBackoff(),
+        transport=LenientTransport(keep=mdat_at),
+    ) as client:
+        with pytest.raises(errors.DownloadError) as caught:
+            await client.download(cdn_job(cdn), tmp_path / "v.mp4")
+    assert str(caught.value) == (
+        f"download failed after 4 attempts: connection ended after {mdat_at} of {len(VIDEO)} bytes"
+    )
     assert list(tmp_path.iterdir()) == []
 
 

@@ -37,7 +37,13 @@ from asyncvideo import (
     VideoRequest,
     errors,
 )
-from asyncvideo._download import is_complete_mp4, looks_like_mp4, mp4_boxes_end, safe_filename
+from asyncvideo._download import (
+    _RateFloor,
+    is_complete_mp4,
+    looks_like_mp4,
+    mp4_boxes_end,
+    safe_filename,
+)
 from asyncvideo.testing import FakeGateway, make_mp4
 
 from .conftest import ClientFactory
@@ -945,6 +951,23 @@ async def test_point_5_a_drip_fed_download_is_cut_by_the_minimum_rate(
     assert "Range" in cdn.seen[1]
     assert calls_of(client) == [(0, None), (1, None), (2, None)]
     assert list(tmp_path.iterdir()) == []
+
+
+def test_point_5_the_rate_floor_judges_each_window_by_its_bytes() -> None:
+    clock = ManualClock()
+    floor = _RateFloor(clock, rate=1000.0, window=2.0, since=clock.monotonic())
+    clock.advance(1.9)
+    floor.add(10, "t1")  # far too slow, but the window is not over yet
+    clock.advance(0.1)
+    floor.add(1990, "t1")  # 2000 bytes in 2 s: exactly the floor, counting both reads
+    clock.advance(2.0)  # a new window starts from nothing
+    with pytest.raises(errors.TimeoutError) as caught:
+        floor.add(1999, "t1")
+    assert str(caught.value) == "the download fell below 1000 bytes/s (1999 bytes in 2 s)"
+    assert caught.value.task_id == "t1"
+    no_floor = _RateFloor(clock, rate=0.0, window=2.0, since=clock.monotonic())
+    clock.advance(60.0)
+    no_floor.add(1, None)  # a rate of 0 turns the floor off
 
 
 async def test_point_5_a_stalled_download_fails_after_the_read_timeout(

@@ -272,7 +272,8 @@ async def download_to_file(
             try:
                 return await _attempt(connection, url, dest, part, provider, task_id, clock)
             except (TransportError, APIError) as exc:
-                exc.task_id = task_id  # a body cut while reading does not know its task
+                # Every transport and API error of the download gets its task id here.
+                exc.task_id = task_id
                 # Cut off, but further than ever: the budget is for attempts that
                 # get nowhere (a slow or stalled one always counts).
                 progressed = part.kept() > most_kept and not isinstance(exc, TimeoutError)
@@ -313,9 +314,7 @@ async def _attempt(
 ) -> int:
     """One request for the body (resuming ``part`` where it can); the bytes in ``dest``."""
     headers = part.resume_headers()
-    async with connection.stream(
-        url, headers=headers, task_id=task_id, provider=provider
-    ) as response:
+    async with connection.stream(url, headers=headers, provider=provider) as response:
         content_type = response.headers.get("Content-Type", "").lower()
         if content_type.startswith(_NOT_VIDEO_TYPES):
             body = await response.read(64 * 1024)
@@ -328,8 +327,7 @@ async def _attempt(
             part.validator = None  # ask for the whole body next time
             raise TransportError(
                 "the server answered with a range that does not continue the file "
-                f"({response.headers.get('Content-Range', 'no Content-Range')})",
-                task_id=task_id,
+                f"({response.headers.get('Content-Range', 'no Content-Range')})"
             )
         total = None if encoded else _expected_total(response, start)
         part.validator = (
@@ -344,9 +342,7 @@ async def _attempt(
         )
         written = await _write_body(response, handle, part, floor, task_id)
         if total is not None and written != total:
-            raise TransportError(
-                f"connection ended after {written} of {total} bytes", task_id=task_id
-            )
+            raise TransportError(f"connection ended after {written} of {total} bytes")
         if written < 8:
             raise IntegrityError(
                 f"the downloaded body is {written} bytes, not a video", task_id=task_id
@@ -366,7 +362,7 @@ class _RateFloor:
     since: float
     received: int = 0
 
-    def add(self, count: int, task_id: str | None) -> None:
+    def add(self, count: int) -> None:
         self.received += count
         now = self.clock.monotonic()
         elapsed = now - self.since
@@ -375,8 +371,7 @@ class _RateFloor:
         if self.received < self.rate * elapsed:
             raise TimeoutError(
                 f"the download fell below {self.rate:g} bytes/s "
-                f"({self.received} bytes in {elapsed:.3g} s)",
-                task_id=task_id,
+                f"({self.received} bytes in {elapsed:.3g} s)"
             )
         self.since, self.received = now, 0
 
@@ -405,7 +400,7 @@ async def _write_body(
             raise output_error(exc, part.path, "write", task_id) from exc
         written += len(chunk)
         part.offset = written
-        floor.add(len(chunk), task_id)
+        floor.add(len(chunk))
     return written
 
 

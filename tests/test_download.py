@@ -372,6 +372,24 @@ async def test_a_page_instead_of_a_video_is_summarised(
     assert list(tmp_path.iterdir()) == []
 
 
+async def test_an_error_page_is_read_no_further_than_64_kib(
+    start_cdn: StartCdn, tmp_path: Path
+) -> None:
+    head = b'{"error": {"message": "quota exceeded"}, "padding": "'
+    body = head + b"x" * (64 * 1024 + 10 - len(head) - 2) + b'"}'
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        return web.Response(body=body, content_type="application/json")
+
+    cdn = await start_cdn(handler)
+    async with cdn_client(cdn, ManualClock()) as client:
+        with pytest.raises(errors.DownloadError) as caught:
+            await client.download(cdn_job(cdn), tmp_path / "v.mp4")
+    # Cut at 64 KiB the JSON no longer parses: the summary is its first 120 bytes.
+    shown = body[:120].decode()
+    assert str(caught.value) == f"expected a video, got application/json: {shown}"
+
+
 async def test_a_video_without_a_content_type_is_still_a_video(tmp_path: Path) -> None:
     head = f"HTTP/1.1 200 OK\r\nContent-Length: {len(VIDEO)}\r\n\r\n".encode()
 
@@ -860,6 +878,42 @@ async def test_a_range_answered_with_the_whole_file_restarts_it(
     assert len(cdn.seen) == 2
 
 
+async def test_a_range_nobody_asked_for_is_refused(start_cdn: StartCdn, tmp_path: Path) -> None:
+    async def handler(request: web.Request) -> web.StreamResponse:
+        # A first request, without Range, answered with the first 1000 bytes only.
+        return video(VIDEO[:1_000], status=206, headers={"Content-Range": "bytes 0-999/30000"})
+
+    cdn = await start_cdn(handler)
+    async with cdn_client(cdn, ManualClock(), RecordedBackoff(max_attempts=2)) as client:
+        with pytest.raises(errors.DownloadError) as caught:
+            await client.download(cdn_job(cdn), tmp_path / "v.mp4")
+    assert str(caught.value) == (
+        "download failed after 2 attempts: the server answered with a range that does not "
+        "continue the file (bytes 0-999/30000)"
+    )
+    assert [h.get("Range") for h in cdn.seen] == [None, None]
+
+
+async def test_a_part_file_removed_between_attempts_is_an_output_error(
+    start_cdn: StartCdn, tmp_path: Path
+) -> None:
+    part = tmp_path / "v.mp4.part"
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        if "Range" not in request.headers:
+            return await cut_short(request, at=12_000, headers={"ETag": '"v1"'})
+        part.unlink()  # its folder stays; the bytes to continue are gone
+        return rest_of_video(12_000)
+
+    cdn = await start_cdn(handler)
+    async with cdn_client(cdn, ManualClock()) as client:
+        with pytest.raises(errors.OutputError) as caught:
+            await client.download(cdn_job(cdn), tmp_path / "v.mp4")
+    assert caught.value.errno == errno.ENOENT
+    assert caught.value.path == str(part)
+    assert list(tmp_path.iterdir()) == []
+
+
 async def test_a_folder_removed_between_attempts_never_yields_a_patched_file(
     start_cdn: StartCdn, tmp_path: Path
 ) -> None:
@@ -957,17 +1011,16 @@ def test_point_5_the_rate_floor_judges_each_window_by_its_bytes() -> None:
     clock = ManualClock()
     floor = _RateFloor(clock, rate=1000.0, window=2.0, since=clock.monotonic())
     clock.advance(1.9)
-    floor.add(10, "t1")  # far too slow, but the window is not over yet
+    floor.add(10)  # far too slow, but the window is not over yet
     clock.advance(0.1)
-    floor.add(1990, "t1")  # 2000 bytes in 2 s: exactly the floor, counting both reads
+    floor.add(1990)  # 2000 bytes in 2 s: exactly the floor, counting both reads
     clock.advance(2.0)  # a new window starts from nothing
     with pytest.raises(errors.TimeoutError) as caught:
-        floor.add(1999, "t1")
+        floor.add(1999)
     assert str(caught.value) == "the download fell below 1000 bytes/s (1999 bytes in 2 s)"
-    assert caught.value.task_id == "t1"
     no_floor = _RateFloor(clock, rate=0.0, window=2.0, since=clock.monotonic())
     clock.advance(60.0)
-    no_floor.add(1, None)  # a rate of 0 turns the floor off
+    no_floor.add(1)  # a rate of 0 turns the floor off
 
 
 async def test_point_5_a_stalled_download_fails_after_the_read_timeout(

@@ -612,6 +612,9 @@ async def test_a_passing_error_is_retried(start_cdn: StartCdn, tmp_path: Path, s
     assert path.read_bytes() == VIDEO
     assert len(cdn.seen) == 2
     assert calls_of(client) == [(0, 7.0 if status == 429 else None)]
+    # A 429 on the video slows the job's provider: its API calls share the one rate.
+    kling = client._connection.rate_limiter("kling")
+    assert kling.throttle_count == (1 if status == 429 else 0)
 
 
 @pytest.mark.parametrize(

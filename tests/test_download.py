@@ -344,6 +344,41 @@ async def test_a_variant_keeps_the_query_the_content_endpoint_already_has(
     assert queries == ["f=raw&sig=&variant=mp4"]  # a blank value is the gateway's, kept
 
 
+@pytest.mark.parametrize("status", [403, 404, 410, 400])
+async def test_a_refused_video_url_falls_back_to_the_content_endpoint(
+    start_cdn: StartCdn, tmp_path: Path, caplog: pytest.LogCaptureFixture, status: int
+) -> None:
+    async def handler(request: web.Request) -> web.StreamResponse:
+        if request.path == "/expired.mp4":
+            return json_error(status, "link expired")
+        return video()
+
+    cdn = await start_cdn(handler)
+    # A task id from the gateway, with a control character that must not reach the log.
+    job = Job(
+        id="t1\x1b[2Jforged",
+        model="sora-2",
+        provider="sora",
+        state=JobState.SUCCEEDED,
+        video_url=cdn.url + "expired.mp4",
+    )
+    async with cdn_client(cdn, ManualClock()) as client:
+        with caplog.at_level("INFO", logger="asyncvideo"):
+            if status == 400:  # not a lapsed link: the error stands, nothing else is tried
+                with pytest.raises(errors.InvalidRequestError):
+                    await client.download(job, tmp_path / "v.mp4")
+            else:
+                path = await client.download(job, tmp_path / "v.mp4")
+                assert path.read_bytes() == VIDEO
+    assert len(cdn.seen) == (1 if status == 400 else 2)
+    fallbacks = [r.getMessage() for r in caplog.records if "content endpoint" in r.getMessage()]
+    assert fallbacks == (
+        []
+        if status == 400
+        else [f"video URL of t1\\x1b[2Jforged refused ({status}); trying the content endpoint"]
+    )
+
+
 @pytest.mark.parametrize(
     ("content_type", "body", "summary"),
     [

@@ -11,6 +11,7 @@ import re
 import shutil
 import subprocess
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
+from datetime import UTC, datetime
 from pathlib import Path
 
 import anyio
@@ -104,6 +105,39 @@ async def test_unfinished_or_failed_jobs_are_refused(client: Client, tmp_path: P
     failed = await finished_job(client, prompt="[fail] x")
     with pytest.raises(errors.JobFailedError):
         await client.download(failed, tmp_path / "failed.mp4")
+
+
+async def test_a_job_with_no_video_to_fetch_says_why_before_any_request(
+    start_cdn: StartCdn, tmp_path: Path
+) -> None:
+    async def handler(request: web.Request) -> web.StreamResponse:
+        return video()
+
+    cdn = await start_cdn(handler)
+    deadline = datetime(2030, 1, 1, tzinfo=UTC)
+    clock = ManualClock(start=deadline.timestamp())  # the very second the link expires
+    done = cdn_job(cdn)
+    jobs_and_errors = [
+        (
+            attrs.evolve(done, expires_at=deadline),
+            errors.VideoExpiredError,
+            "the video of job t1 expired at 2030-01-01T00:00:00+00:00",
+        ),
+        (
+            attrs.evolve(done, state=JobState.RUNNING),
+            errors.DownloadError,
+            "job t1 is still running; wait for it first",
+        ),
+        (attrs.evolve(done, video_url=None), errors.DownloadError, "job t1 has no video URL"),
+    ]
+    async with cdn_client(cdn, clock) as client:
+        for job, error, message in jobs_and_errors:
+            with pytest.raises(error) as caught:
+                await client.download(job, tmp_path / "v.mp4")
+            assert type(caught.value) is error
+            assert (str(caught.value), caught.value.task_id) == (message, "t1")
+    assert cdn.seen == []
+    assert list(tmp_path.iterdir()) == []
 
 
 async def test_download_into_a_folder_uses_the_task_id(client: Client, tmp_path: Path) -> None:
@@ -329,19 +363,20 @@ async def test_a_variant_is_asked_of_the_content_endpoint(
 async def test_a_variant_keeps_the_query_the_content_endpoint_already_has(
     start_cdn: StartCdn, tmp_path: Path
 ) -> None:
-    queries: list[str] = []
+    asked: list[str] = []
 
     async def handler(request: web.Request) -> web.StreamResponse:
-        queries.append(request.query_string)
+        asked.append(request.raw_path)
         return video()
 
     cdn = await start_cdn(handler)
     paths = Endpoints(create="/v1/videos", status="/v1/videos/{id}", content="/c/{id}?f=raw&sig=")
     profile = GatewayProfile(name="custom", openai=paths, generations=paths)
-    job = Job(id="t1", model="sora-2", provider="sora", state=JobState.SUCCEEDED)
+    job = Job(id="a/b", model="sora-2", provider="sora", state=JobState.SUCCEEDED)
     async with Client(api_key="sk-test", base_url=cdn.url, gateway=profile) as client:
         await client.download(job, tmp_path / "v.mp4", variant="mp4")
-    assert queries == ["f=raw&sig=&variant=mp4"]  # a blank value is the gateway's, kept
+    # The id is one path segment, its slash escaped; a blank value is the gateway's, kept.
+    assert asked == ["/c/a%2Fb?f=raw&sig=&variant=mp4"]
 
 
 @pytest.mark.parametrize("status", [403, 404, 410, 400])
@@ -349,8 +384,8 @@ async def test_a_refused_video_url_falls_back_to_the_content_endpoint(
     start_cdn: StartCdn, tmp_path: Path, caplog: pytest.LogCaptureFixture, status: int
 ) -> None:
     async def handler(request: web.Request) -> web.StreamResponse:
-        if request.path == "/expired.mp4":
-            return json_error(status, "link expired")
+        if request.path == "/expired.mp4":  # busy at first (retried), then refused
+            return json_error(429 if len(cdn.seen) == 1 else status, "link expired")
         return video()
 
     cdn = await start_cdn(handler)
@@ -365,12 +400,14 @@ async def test_a_refused_video_url_falls_back_to_the_content_endpoint(
     async with cdn_client(cdn, ManualClock()) as client:
         with caplog.at_level("INFO", logger="asyncvideo"):
             if status == 400:  # not a lapsed link: the error stands, nothing else is tried
-                with pytest.raises(errors.InvalidRequestError):
+                with pytest.raises(errors.InvalidRequestError) as caught:
                     await client.download(job, tmp_path / "v.mp4")
+                assert caught.value.task_id == job.id
             else:
                 path = await client.download(job, tmp_path / "v.mp4")
                 assert path.read_bytes() == VIDEO
-    assert len(cdn.seen) == (1 if status == 400 else 2)
+    assert len(cdn.seen) == (2 if status == 400 else 3)
+    assert client._connection.rate_limiter("sora").throttle_count == 1
     fallbacks = [r.getMessage() for r in caplog.records if "content endpoint" in r.getMessage()]
     assert fallbacks == (
         []
@@ -1152,6 +1189,7 @@ async def test_point_5_a_cut_that_gets_no_further_counts(
         ("http://[::1/v.mp4", "Invalid IPv6 URL"),
         ("ftp://cdn.example/v.mp4", "ftp scheme, host 'cdn.example'"),
         ("http:///v.mp4", "http scheme, no host"),
+        ("://cdn.example/v.mp4", "no scheme, no host"),
     ],
 )
 async def test_point_6_a_video_url_that_cannot_be_used_is_a_download_error(
@@ -1165,6 +1203,14 @@ async def test_point_6_a_video_url_that_cannot_be_used_is_a_download_error(
     assert str(caught.value) == f"the video URL cannot be used: {reason}"
     assert caught.value.task_id == "t1"
     assert list(tmp_path.iterdir()) == []
+
+
+async def test_point_6_an_https_video_url_is_used(tmp_path: Path) -> None:
+    url = "https://127.0.0.1:9/v.mp4"  # a closed port: the URL is tried, and the try fails
+    job = Job(id="t1", model="kling-v1", provider="kling", state=JobState.SUCCEEDED, video_url=url)
+    async with Client(api_key="k", base_url="http://127.0.0.1:9/", clock=ManualClock()) as client:
+        with pytest.raises(errors.DownloadError, match=r"^download failed after 4 attempts: "):
+            await client.download(job, tmp_path)
 
 
 @pytest.mark.parametrize("where", ["folder is a file", "parent is a file"])

@@ -299,7 +299,7 @@ async def download_to_file(
         with contextlib.suppress(OSError):
             part.close()
         with anyio.CancelScope(shield=True), contextlib.suppress(OSError):
-            await anyio.Path(part.path).unlink(missing_ok=True)
+            await anyio.Path(part.path).unlink()  # no .part yet: suppressed like the rest
         raise
 
 

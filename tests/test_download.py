@@ -1310,7 +1310,8 @@ async def test_point_6_a_destination_that_became_a_folder_is_an_output_error(
             await client.download(cdn_job(cdn), dest)
     assert caught.value.path == str(dest)
     assert caught.value.task_id == "t1"
-    assert str(caught.value).startswith(f"cannot save the video as {str(dest)!r}: ")
+    assert str(caught.value) == f"cannot save the video as {str(dest)!r}: Is a directory"
+    assert caught.value.errno == errno.EISDIR
     assert len(cdn.seen) == 1
     assert sorted(p.name for p in tmp_path.iterdir()) == ["v.mp4"]  # the folder; no .part
 

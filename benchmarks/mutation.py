@@ -8,6 +8,7 @@ on a 2-core machine, more for ``_download.py``)::
     .venv/bin/python benchmarks/mutation.py asyncvideo/_download.py \\
         --tests tests/test_download.py tests/test_hostile_answers.py   # quicker, narrower
     .venv/bin/python benchmarks/mutation.py --report-only         # re-read the last run
+    .venv/bin/python benchmarks/mutation.py asyncvideo/_download.py --refresh  # after a fix
 
 mutmut writes a ``mutants/`` tree beside the code, so the run happens in a scratch
 copy of the committed tree (``git archive HEAD``; uncommitted edits are not
@@ -15,6 +16,11 @@ measured) whose ``[tool.mutmut] only_mutate`` is narrowed to the modules asked
 for. With ``--tests``, mutmut runs only those test files (state it with the
 figures: a narrower selection can only lower the score). ``--max-children``
 defaults to 1, since the machine is shared.
+
+``--refresh`` keeps the last run's results: it copies the committed code and
+tests over the scratch copy, lets mutmut re-test the mutants of every function
+that changed, then re-tests each mutant that was not killed against the new
+tests. The figures are then those of the new tree, without a full run.
 
 It prints, per module: mutants, killed (a test failed, or the test process
 crashed: mutmut's "segfault"), survived, timeouts, others (no tests,
@@ -75,6 +81,28 @@ def make_scratch(workdir: Path, modules: Sequence[str], tests: Sequence[str]) ->
         options = [o for o in re.findall(r'"([^"]*)"', match[1]) if not o.startswith("--ignore")]
         text = text.replace(match[0], toml_list("pytest_add_cli_args", [*options, *tests]))
     pyproject.write_text(text)
+
+
+def refresh_scratch(workdir: Path) -> None:
+    """Put the committed tree's code and tests in ``workdir``, keeping its mutants."""
+    archive = subprocess.run(
+        ["git", "-C", str(ROOT), "archive", "HEAD", "asyncvideo", "tests"],
+        check=True,
+        capture_output=True,
+    ).stdout
+    # -m: files get the time of extraction, so mutmut sees which sources are newer
+    # than their mutants (it keeps the results of functions whose text is unchanged).
+    subprocess.run(["tar", "x", "-m", "-C", str(workdir)], input=archive, check=True)
+
+
+def not_killed(results: str) -> list[str]:
+    """The mutants of ``mutmut results`` that no test has killed yet."""
+    names = []
+    for line in results.splitlines():
+        name, _, status = line.strip().rpartition(": ")
+        if _MUTANT_NAME.match(name) and status not in ("killed", "segfault"):
+            names.append(name)
+    return names
 
 
 def mutmut(workdir: Path, *args: str, capture: bool = False) -> str:
@@ -142,11 +170,19 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--workdir", type=Path, default=DEFAULT_WORKDIR)
     parser.add_argument("--max-children", default="1")
     parser.add_argument("--report-only", action="store_true", help="only read the last run")
+    parser.add_argument("--refresh", action="store_true", help="update the last run to HEAD")
     args = parser.parse_args(argv)
     modules = args.modules or configured_modules()
-    if not args.report_only:
+    run = ("run", "--max-children", args.max_children)
+    if args.refresh:
+        refresh_scratch(args.workdir)
+        mutmut(args.workdir, *run)  # the mutants of changed functions
+        survivors = not_killed(mutmut(args.workdir, "results", "--all", "true", capture=True))
+        if survivors:
+            mutmut(args.workdir, *run, *survivors)
+    elif not args.report_only:
         make_scratch(args.workdir, modules, args.tests)
-        mutmut(args.workdir, "run", "--max-children", args.max_children)
+        mutmut(args.workdir, *run)
     report(mutmut(args.workdir, "results", "--all", "true", capture=True), modules)
 
 

@@ -19,8 +19,7 @@ defaults to 1, since the machine is shared.
 
 ``--refresh`` keeps the last run's results: it copies the committed code and
 tests over the scratch copy, lets mutmut re-test the mutants of every function
-that changed, then re-tests each mutant that was not killed against the new
-tests. The figures are then those of the new tree, without a full run.
+that changed, then re-tests each mutant that survived against the new tests. The figures are then those of the new tree, without a full run.
 
 It prints, per module: mutants, killed (a test failed, or the test process
 crashed: mutmut's "segfault"), survived, timeouts, others (no tests,
@@ -95,12 +94,12 @@ def refresh_scratch(workdir: Path) -> None:
     subprocess.run(["tar", "x", "-m", "-C", str(workdir)], input=archive, check=True)
 
 
-def not_killed(results: str) -> list[str]:
-    """The mutants of ``mutmut results`` that no test has killed yet."""
+def survivors(results: str) -> list[str]:
+    """The mutants of ``mutmut results`` that survived (timeouts are not tried again)."""
     names = []
     for line in results.splitlines():
         name, _, status = line.strip().rpartition(": ")
-        if _MUTANT_NAME.match(name) and status not in ("killed", "segfault"):
+        if _MUTANT_NAME.match(name) and status in ("survived", "no tests"):
             names.append(name)
     return names
 
@@ -177,9 +176,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     if args.refresh:
         refresh_scratch(args.workdir)
         mutmut(args.workdir, *run)  # the mutants of changed functions
-        survivors = not_killed(mutmut(args.workdir, "results", "--all", "true", capture=True))
-        if survivors:
-            mutmut(args.workdir, *run, *survivors)
+        again = survivors(mutmut(args.workdir, "results", "--all", "true", capture=True))
+        if again:
+            mutmut(args.workdir, *run, *again)
     elif not args.report_only:
         make_scratch(args.workdir, modules, args.tests)
         mutmut(args.workdir, *run)

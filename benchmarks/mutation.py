@@ -19,7 +19,8 @@ defaults to 1, since the machine is shared.
 
 ``--refresh`` keeps the last run's results: it copies the committed code and
 tests over the scratch copy, lets mutmut re-test the mutants of every function
-that changed, then re-tests each mutant that survived against the new tests. The figures are then those of the new tree, without a full run.
+that changed, then re-tests each mutant that survived against the new tests.
+The figures are then those of the new tree, without a full run.
 
 It prints, per module: mutants, killed (a test failed, or the test process
 crashed: mutmut's "segfault"), survived, timeouts, others (no tests,

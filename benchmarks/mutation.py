@@ -1,7 +1,7 @@
 """Mutation score of the core modules: can the tests fail when the code is wrong?
 
-Run (from the repository root; mutmut is in the ``dev`` extra; minutes per module
-on a 2-core machine, more for ``_download.py``)::
+Run (from the repository root, with mutmut installed: ``pip install mutmut``, 3.8
+measured; minutes per module on a 2-core machine, more for ``_download.py``)::
 
     .venv/bin/python benchmarks/mutation.py asyncvideo/_states.py asyncvideo/_store.py
     .venv/bin/python benchmarks/mutation.py                       # every module in only_mutate

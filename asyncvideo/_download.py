@@ -348,7 +348,6 @@ async def _attempt(
                 f"the downloaded body is {written} bytes, not a video", task_id=task_id
             )
         await anyio.to_thread.run_sync(_finish, handle, part.path, dest, task_id)
-        part.handle = None
         return written
 
 

@@ -512,13 +512,14 @@ def _is_encoded(response: HTTPResponse) -> bool:
     )
 
 
-def _expected_total(response: HTTPResponse, offset: int) -> int | None:
+def _expected_total(response: HTTPResponse, start: int) -> int | None:
+    """The file's length as announced, for a body that starts at byte ``start``."""
     if response.status == 206:
-        content_range = response.headers.get("Content-Range", "")
-        _, _, total_text = content_range.rpartition("/")
+        # _body_start accepted this range, so its Content-Range is there.
+        _, _, total_text = response.headers["Content-Range"].rpartition("/")
         if total_text.isdigit():
             return int(total_text)
     length_text = response.headers.get("Content-Length", "").strip()
     if not length_text.isdigit():
         return None
-    return int(length_text) + (offset if response.status == 206 else 0)
+    return start + int(length_text)  # a whole body starts at 0

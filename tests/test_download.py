@@ -565,7 +565,7 @@ async def test_a_header_split_across_reads_is_still_an_mp4(
 
 async def test_tiny_bodies(start_cdn: StartCdn, tmp_path: Path) -> None:
     smallest = b"\0\0\0\x08ftyp\0\0\0\x08moov"
-    bodies = iter([smallest, b"\0\0\0\x08fty", b"\0" * 4096])
+    bodies = iter([smallest, b"\0\0\0\x08fty", b"\0\0\0\x08ftyp", b"\0" * 4096])
 
     async def handler(request: web.Request) -> web.StreamResponse:
         return video(next(bodies))
@@ -579,6 +579,9 @@ async def test_tiny_bodies(start_cdn: StartCdn, tmp_path: Path) -> None:
             errors.IntegrityError, match=r"^the downloaded body is 7 bytes"
         ) as seven:
             await client.download(cdn_job(cdn), tmp_path / "w.mp4")
+        # Eight bytes are a box header: long enough to be judged as an MP4, and found wanting.
+        with pytest.raises(errors.IntegrityError, match=r"^.*not a playable MP4 \(no moov box\)$"):
+            await client.download(cdn_job(cdn), tmp_path / "eight.mp4")
         with pytest.raises(
             errors.IntegrityError, match=r"^the downloaded body is not an MP4 \(no ftyp box\)$"
         ) as zeros:

@@ -213,11 +213,9 @@ def _first_timestamp(body: Mapping[str, object], keys: tuple[str, ...]) -> datet
 def _parse_job_error(payload: Mapping[str, object]) -> JobError | None:
     error = payload.get("error")
     if isinstance(error, dict):
-        message = as_text(error.get("message")) or as_text(error.get("msg")) or ""
         code = as_text(error.get("code")) or as_text(error.get("type"))
-        if message or code:
-            return JobError(code=code, message=message or code or "")
-        return None
+        message = as_text(error.get("message")) or as_text(error.get("msg")) or code
+        return JobError(code=code, message=message) if message else None
     if isinstance(error, str) and error.strip():
         return JobError(code=None, message=error.strip())
     for key in ("fail_reason", "failure_reason", "error_message"):
@@ -385,10 +383,8 @@ def _embedded_error(message: str | None) -> Mapping[str, object] | None:
     """An upstream's error body that a relay put, as JSON text, inside its own message."""
     if not message:
         return None
-    start, end = message.find("{"), message.rfind("}")
-    if start < 0 or end <= start:
-        return None
-    inner = parse_json_object(message[start : end + 1])
+    # Without a "{" and a later "}" the slice is empty or one character: not JSON either.
+    inner = parse_json_object(message[message.find("{") : message.rfind("}") + 1])
     return _error_fields(inner) if inner is not None else None
 
 
@@ -457,5 +453,4 @@ def is_not_ready(error: APIError) -> bool:
     """
     if error.status not in _NOT_READY_STATUSES:
         return False
-    text = " ".join(part for part in (error.code, error.message) if part)
-    return _NOT_READY_WORDS.search(text) is not None
+    return any(_NOT_READY_WORDS.search(part) for part in (error.code, error.message) if part)

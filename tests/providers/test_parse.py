@@ -19,6 +19,7 @@ from asyncvideo.providers._parse import (
     parse_retry_after,
     parse_task,
     parse_timestamp,
+    task_id_in,
 )
 
 json_values = st.recursive(
@@ -577,3 +578,18 @@ def test_rate_limit_errors_carry_every_field() -> None:
 def test_a_lowercase_z_is_utc_too() -> None:
     # RFC 3339 allows "z"; Python 3.11's fromisoformat does not.
     assert parse_timestamp("2022-01-01T00:00:00z") == datetime(2022, 1, 1, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("answer", "task_id"),
+    [
+        ({"id": "video_1", "status": "queued"}, "video_1"),
+        # A relay's envelope names no task of its own; the task inside does.
+        ({"code": "success", "message": "", "data": {"task_id": "t9", "status": "queued"}}, "t9"),
+        ({"code": "success", "data": {"data": {"id": 42}}}, "42"),
+        ({"code": "success", "data": {"note": "no task here"}}, None),
+        ({"message": "accepted"}, None),
+    ],
+)
+def test_the_task_id_an_answer_names(answer: dict[str, object], task_id: str | None) -> None:
+    assert task_id_in(answer) == task_id

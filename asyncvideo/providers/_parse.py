@@ -155,7 +155,8 @@ def parse_timestamp(value: object) -> datetime | None:
             number = float(text)
         except ValueError:
             try:
-                parsed = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
+                # Python 3.11 reads a "Z" but not the "z" RFC 3339 allows too.
+                parsed = datetime.fromisoformat(text.replace("z", "+00:00"))
             except ValueError:
                 return None
             return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
@@ -196,8 +197,6 @@ def find_video_url(payload: Mapping[str, object]) -> str | None:
                 if url:
                     return url
             deeper.extend(node[key] for key in _URL_CONTAINERS if key in node)
-        if not deeper:
-            break
         level = deeper
     return None
 
@@ -429,7 +428,7 @@ def api_error(
             message = f"HTTP {status}"
     cls: type[APIError] = _ERROR_BY_STATUS.get(status, ServerError if status >= 500 else APIError)
     # Gateways answer 400, not 404, for a task they never saw, and say so in the code.
-    if status in (400, 404) and (code or "").lower() in _NOT_FOUND_CODES:
+    if status == 400 and code is not None and code.lower() in _NOT_FOUND_CODES:
         cls = NotFoundError
     if status == 400 and task_id and param in ("task_id", "video_id", "id"):
         cls = NotFoundError

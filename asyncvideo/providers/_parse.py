@@ -11,6 +11,7 @@ import json
 import logging
 import math
 import re
+import time
 from collections.abc import Mapping
 from datetime import UTC, datetime
 
@@ -368,7 +369,7 @@ def parse_retry_after(headers: Mapping[str, str], *, now: float | None = None) -
             when = parsedate_to_datetime(seconds)
         except (TypeError, ValueError, IndexError):
             return None
-        reference = now if now is not None else datetime.now(UTC).timestamp()
+        reference = now if now is not None else time.time()
         return max(0.0, when.timestamp() - reference)
     return value if math.isfinite(value) and value >= 0 else None
 

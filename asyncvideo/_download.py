@@ -493,9 +493,9 @@ class _Part:
             raise output_error(exc, dest, "save the video as", self.task_id) from exc
 
     def close(self) -> None:
-        if self.handle is not None:
-            self.handle.close()
-            self.handle = None
+        handle, self.handle = self.handle, None
+        if handle is not None:
+            handle.close()  # a failed flush still closes the file, then raises
 
 
 async def download_job(
@@ -535,11 +535,12 @@ async def download_job(
         await anyio.to_thread.run_sync(part.finish, dest)
     except BaseException:
         # Keep a .part only while this call is retrying; a failed or cancelled
-        # download leaves nothing behind that could pass for a video.
-        part.close()
+        # download leaves nothing behind that could pass for a video. Neither step
+        # may hide the error that got us here: a full disk fails the close's flush
+        # again, and a folder that is a file cannot hold a .part either.
+        with contextlib.suppress(OSError):
+            part.close()
         with anyio.CancelScope(shield=True), contextlib.suppress(OSError):
-            # A folder that is a file cannot hold a .part either; the error to
-            # show is the one that got us here.
             await anyio.Path(part.path).unlink(missing_ok=True)
         raise
     return body.offset

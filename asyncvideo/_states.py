@@ -115,4 +115,4 @@ def advance_state(previous: JobState | None, observed: JobState | None) -> JobSt
         return previous
     if observed.is_terminal:
         return observed
-    return observed if _RANK[observed] >= _RANK[previous] else previous
+    return max(previous, observed, key=_RANK.__getitem__)

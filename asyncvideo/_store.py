@@ -50,12 +50,14 @@ CREATE TABLE IF NOT EXISTS jobs (
 _ADD_JOB_COLUMN = "ALTER TABLE jobs ADD COLUMN job TEXT"
 
 
+#: What a fingerprint covers: everything a request asks for, its idempotency key aside.
+_FINGERPRINTED = tuple(f for f in attrs.fields(VideoRequest) if f.name != "idempotency_key")
+
+
 def fingerprint(request: VideoRequest) -> str:
     """A stable digest of what a request asks for (its idempotency key aside)."""
     digest = hashlib.sha256()
-    for field in attrs.fields(VideoRequest):
-        if field.name == "idempotency_key":
-            continue
+    for field in _FINGERPRINTED:
         value = getattr(request, field.name)
         if isinstance(value, bytes):
             value = "sha256:" + hashlib.sha256(value).hexdigest()

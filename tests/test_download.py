@@ -11,6 +11,7 @@ import re
 import shutil
 import subprocess
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
+from datetime import UTC, datetime
 from pathlib import Path
 
 import anyio
@@ -22,7 +23,12 @@ from aiohttp.test_utils import TestServer
 from multidict import CIMultiDictProxy
 
 from asyncvideo import (
+    AiohttpTransport,
     Client,
+    Endpoints,
+    GatewayProfile,
+    HTTPRequest,
+    HTTPResponse,
     Job,
     JobState,
     ManualClock,
@@ -32,7 +38,13 @@ from asyncvideo import (
     VideoRequest,
     errors,
 )
-from asyncvideo._download import looks_like_mp4, mp4_boxes_end, safe_filename
+from asyncvideo._download import (
+    _RateFloor,
+    is_complete_mp4,
+    looks_like_mp4,
+    mp4_boxes_end,
+    safe_filename,
+)
 from asyncvideo.testing import FakeGateway, make_mp4
 
 from .conftest import ClientFactory
@@ -93,6 +105,39 @@ async def test_unfinished_or_failed_jobs_are_refused(client: Client, tmp_path: P
     failed = await finished_job(client, prompt="[fail] x")
     with pytest.raises(errors.JobFailedError):
         await client.download(failed, tmp_path / "failed.mp4")
+
+
+async def test_a_job_with_no_video_to_fetch_says_why_before_any_request(
+    start_cdn: StartCdn, tmp_path: Path
+) -> None:
+    async def handler(request: web.Request) -> web.StreamResponse:
+        return video()
+
+    cdn = await start_cdn(handler)
+    deadline = datetime(2030, 1, 1, tzinfo=UTC)
+    clock = ManualClock(start=deadline.timestamp())  # the very second the link expires
+    done = cdn_job(cdn)
+    jobs_and_errors = [
+        (
+            attrs.evolve(done, expires_at=deadline),
+            errors.VideoExpiredError,
+            "the video of job t1 expired at 2030-01-01T00:00:00+00:00",
+        ),
+        (
+            attrs.evolve(done, state=JobState.RUNNING),
+            errors.DownloadError,
+            "job t1 is still running; wait for it first",
+        ),
+        (attrs.evolve(done, video_url=None), errors.DownloadError, "job t1 has no video URL"),
+    ]
+    async with cdn_client(cdn, clock) as client:
+        for job, error, message in jobs_and_errors:
+            with pytest.raises(error) as caught:
+                await client.download(job, tmp_path / "v.mp4")
+            assert type(caught.value) is error
+            assert (str(caught.value), caught.value.task_id) == (message, "t1")
+    assert cdn.seen == []
+    assert list(tmp_path.iterdir()) == []
 
 
 async def test_download_into_a_folder_uses_the_task_id(client: Client, tmp_path: Path) -> None:
@@ -291,6 +336,12 @@ def test_task_ids_become_safe_file_names() -> None:
     assert cut.startswith("a" * 107 + "_")
     assert cut != safe_filename("a" * 201)
     assert safe_filename("") == "video"
+    assert safe_filename("a" * 120) == "a" * 120  # exactly the budget: kept whole
+    assert len(safe_filename("a" * 121)) == 120
+    # JSON can carry a lone surrogate ("\ud800"); hashing it must not raise.
+    lone = safe_filename("\ud800" * 130)
+    assert lone.startswith("_" * 107 + "_")
+    assert lone != safe_filename("\udc00" * 130)
     assert looks_like_mp4(VIDEO)
     assert not looks_like_mp4(VIDEO[:7])
 
@@ -326,6 +377,62 @@ async def test_a_variant_is_asked_of_the_content_endpoint(
         await client.download(job, tmp_path / "t.jpg", variant="thumbnail")
 
 
+async def test_a_variant_keeps_the_query_the_content_endpoint_already_has(
+    start_cdn: StartCdn, tmp_path: Path
+) -> None:
+    asked: list[str] = []
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        asked.append(request.raw_path)
+        return video()
+
+    cdn = await start_cdn(handler)
+    paths = Endpoints(create="/v1/videos", status="/v1/videos/{id}", content="/c/{id}?f=raw&sig=")
+    profile = GatewayProfile(name="custom", openai=paths, generations=paths)
+    job = Job(id="a/b", model="sora-2", provider="sora", state=JobState.SUCCEEDED)
+    async with Client(api_key="sk-test", base_url=cdn.url, gateway=profile) as client:
+        await client.download(job, tmp_path / "v.mp4", variant="mp4")
+    # The id is one path segment, its slash escaped; a blank value is the gateway's, kept.
+    assert asked == ["/c/a%2Fb?f=raw&sig=&variant=mp4"]
+
+
+@pytest.mark.parametrize("status", [403, 404, 410, 400])
+async def test_a_refused_video_url_falls_back_to_the_content_endpoint(
+    start_cdn: StartCdn, tmp_path: Path, caplog: pytest.LogCaptureFixture, status: int
+) -> None:
+    async def handler(request: web.Request) -> web.StreamResponse:
+        if request.path == "/expired.mp4":  # busy at first (retried), then refused
+            return json_error(429 if len(cdn.seen) == 1 else status, "link expired")
+        return video()
+
+    cdn = await start_cdn(handler)
+    # A task id from the gateway, with a control character that must not reach the log.
+    job = Job(
+        id="t1\x1b[2Jforged",
+        model="sora-2",
+        provider="sora",
+        state=JobState.SUCCEEDED,
+        video_url=cdn.url + "expired.mp4",
+    )
+    async with cdn_client(cdn, ManualClock()) as client:
+        with caplog.at_level("INFO", logger="asyncvideo"):
+            if status == 400:  # not a lapsed link: the error stands, nothing else is tried
+                with pytest.raises(errors.InvalidRequestError) as caught:
+                    await client.download(job, tmp_path / "v.mp4")
+                assert caught.value.task_id == job.id
+            else:
+                path = await client.download(job, tmp_path / "v.mp4")
+                assert path.read_bytes() == VIDEO
+    assert len(cdn.seen) == (2 if status == 400 else 3)
+    assert client._connection.rate_limiter("sora").throttle_count == 1
+    fallbacks = [r.getMessage() for r in caplog.records if "content endpoint" in r.getMessage()]
+    assert fallbacks == (
+        []
+        if status == 400
+        else [f"video URL of t1\\x1b[2Jforged refused ({status}); trying the content endpoint"]
+    )
+
+
 @pytest.mark.parametrize(
     ("content_type", "body", "summary"),
     [
@@ -352,6 +459,24 @@ async def test_a_page_instead_of_a_video_is_summarised(
     assert str(caught.value) == f"expected a video, got {content_type}: {summary}"
     assert caught.value.task_id == "t1"
     assert list(tmp_path.iterdir()) == []
+
+
+async def test_an_error_page_is_read_no_further_than_64_kib(
+    start_cdn: StartCdn, tmp_path: Path
+) -> None:
+    head = b'{"error": {"message": "quota exceeded"}, "padding": "'
+    body = head + b"x" * (64 * 1024 + 10 - len(head) - 2) + b'"}'
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        return web.Response(body=body, content_type="application/json")
+
+    cdn = await start_cdn(handler)
+    async with cdn_client(cdn, ManualClock()) as client:
+        with pytest.raises(errors.DownloadError) as caught:
+            await client.download(cdn_job(cdn), tmp_path / "v.mp4")
+    # Cut at 64 KiB the JSON no longer parses: the summary is its first 120 bytes.
+    shown = body[:120].decode()
+    assert str(caught.value) == f"expected a video, got application/json: {shown}"
 
 
 async def test_a_video_without_a_content_type_is_still_a_video(tmp_path: Path) -> None:
@@ -457,7 +582,7 @@ async def test_a_header_split_across_reads_is_still_an_mp4(
 
 async def test_tiny_bodies(start_cdn: StartCdn, tmp_path: Path) -> None:
     smallest = b"\0\0\0\x08ftyp\0\0\0\x08moov"
-    bodies = iter([smallest, b"\0\0\0\x08fty", b"\0" * 4096])
+    bodies = iter([smallest, b"\0\0\0\x08fty", b"\0\0\0\x08ftyp", b"\0" * 4096])
 
     async def handler(request: web.Request) -> web.StreamResponse:
         return video(next(bodies))
@@ -471,6 +596,9 @@ async def test_tiny_bodies(start_cdn: StartCdn, tmp_path: Path) -> None:
             errors.IntegrityError, match=r"^the downloaded body is 7 bytes"
         ) as seven:
             await client.download(cdn_job(cdn), tmp_path / "w.mp4")
+        # Eight bytes are a box header: long enough to be judged as an MP4, and found wanting.
+        with pytest.raises(errors.IntegrityError, match=r"^.*not a playable MP4 \(no moov box\)$"):
+            await client.download(cdn_job(cdn), tmp_path / "eight.mp4")
         with pytest.raises(
             errors.IntegrityError, match=r"^the downloaded body is not an MP4 \(no ftyp box\)$"
         ) as zeros:
@@ -497,6 +625,72 @@ async def test_a_download_that_always_drops_gives_up_after_max_attempts(
     assert list(tmp_path.iterdir()) == []
 
 
+@attrs.define
+class ShortBody:
+    """A response whose body stops after ``keep`` bytes, whatever its Content-Length says."""
+
+    inner: HTTPResponse
+    keep: int
+
+    @property
+    def status(self) -> int:
+        return self.inner.status
+
+    @property
+    def headers(self) -> Mapping[str, str]:
+        return self.inner.headers
+
+    async def iter_bytes(self) -> AsyncIterator[bytes]:
+        sent = 0
+        async for chunk in self.inner.iter_bytes():
+            yield chunk[: self.keep - sent]
+            sent += len(chunk)
+            if sent >= self.keep:
+                return
+
+    async def read(self, limit: int | None = None) -> bytes:
+        return await self.inner.read(limit)
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+class LenientTransport(AiohttpTransport):
+    """A user's transport that, unlike aiohttp's, lets a body end before its Content-Length."""
+
+    def __init__(self, keep: int) -> None:
+        super().__init__()
+        self.keep = keep
+
+    async def send(self, request: HTTPRequest) -> HTTPResponse:
+        return ShortBody(await super().send(request), self.keep)
+
+
+async def test_a_body_cut_between_two_boxes_is_caught_by_its_length(
+    start_cdn: StartCdn, tmp_path: Path
+) -> None:
+    # Cut where mdat begins: ftyp, free and moov add up, so only the length tells.
+    mdat_at = VIDEO.index(b"mdat") - 4
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        return video()
+
+    cdn = await start_cdn(handler)
+    async with Client(
+        api_key="sk-test",
+        base_url=cdn.url,
+        clock=ManualClock(),
+        retry_policy=RecordedBackoff(),
+        transport=LenientTransport(keep=mdat_at),
+    ) as client:
+        with pytest.raises(errors.DownloadError) as caught:
+            await client.download(cdn_job(cdn), tmp_path / "v.mp4")
+    assert str(caught.value) == (
+        f"download failed after 4 attempts: connection ended after {mdat_at} of {len(VIDEO)} bytes"
+    )
+    assert list(tmp_path.iterdir()) == []
+
+
 @pytest.mark.parametrize("status", [408, 429, 500, 502, 503, 504])
 async def test_a_passing_error_is_retried(start_cdn: StartCdn, tmp_path: Path, status: int) -> None:
     async def handler(request: web.Request) -> web.StreamResponse:
@@ -510,6 +704,9 @@ async def test_a_passing_error_is_retried(start_cdn: StartCdn, tmp_path: Path, s
     assert path.read_bytes() == VIDEO
     assert len(cdn.seen) == 2
     assert calls_of(client) == [(0, 7.0 if status == 429 else None)]
+    # A 429 on the video slows the job's provider: its API calls share the one rate.
+    kling = client._connection.rate_limiter("kling")
+    assert kling.throttle_count == (1 if status == 429 else 0)
 
 
 @pytest.mark.parametrize(
@@ -649,11 +846,30 @@ def test_where_the_boxes_say_a_file_ends() -> None:
     large = (1).to_bytes(4, "big") + b"mdat" + (16 + 100).to_bytes(8, "big") + b"x" * 100
     empty_large = (1).to_bytes(4, "big") + b"free" + (16).to_bytes(8, "big")
     assert boxes_end(ftyp + large + empty_large) == len(ftyp) + 116 + 16
-    # cut inside a header, or right after one: the boxes reach past the end
-    assert boxes_end(ftyp + box(b"mdat", b"x" * 100)[:5]) > len(ftyp) + 5
+    # cut inside a header (at least the header is missing), or right after one
+    assert boxes_end(ftyp + box(b"mdat", b"x" * 100)[:5]) == len(ftyp) + 8
     assert boxes_end(ftyp + box(b"mdat", b"x" * 100)[:8]) == len(ftyp) + 108
-    assert boxes_end(ftyp + large[:12]) > len(ftyp) + 12
+    assert boxes_end(ftyp + large[:12]) == len(ftyp) + 16
     assert boxes_end(ftyp + large[:16]) == len(ftyp) + 116
+    # every byte of a 64-bit size counts, the highest too
+    huge = (1).to_bytes(4, "big") + b"mdat" + (2**56 + 16).to_bytes(8, "big")
+    assert boxes_end(ftyp + huge) == len(ftyp) + 2**56 + 16
+
+
+def test_a_finished_file_is_whole_when_its_boxes_add_up_and_hold_moov(tmp_path: Path) -> None:
+    ftyp = box(b"ftyp", b"isom")
+    files = {
+        "whole.mp4": (VIDEO, True),
+        "cut.mp4": (VIDEO[:-1], False),
+        "no_moov.mp4": (ftyp + box(b"mdat", b"x"), False),
+        "no_ftyp.mp4": (box(b"moov", b"x") + box(b"mdat"), False),
+        "bad_box.mp4": (ftyp + box(b"moov", size=7), False),
+    }
+    for name, (data, whole) in files.items():
+        (tmp_path / name).write_bytes(data)
+        assert is_complete_mp4(tmp_path / name) is whole, name
+    assert is_complete_mp4(tmp_path / "missing.mp4") is False
+    assert is_complete_mp4(tmp_path) is False  # a folder
 
 
 @pytest.mark.parametrize(
@@ -757,6 +973,43 @@ async def test_a_range_answered_with_the_whole_file_restarts_it(
     assert len(cdn.seen) == 2
 
 
+async def test_a_range_nobody_asked_for_is_refused(start_cdn: StartCdn, tmp_path: Path) -> None:
+    async def handler(request: web.Request) -> web.StreamResponse:
+        # A first request, without Range, answered with the first 1000 bytes only.
+        return video(VIDEO[:1_000], status=206, headers={"Content-Range": "bytes 0-999/30000"})
+
+    cdn = await start_cdn(handler)
+    async with cdn_client(cdn, ManualClock(), RecordedBackoff(max_attempts=2)) as client:
+        with pytest.raises(errors.DownloadError) as caught:
+            await client.download(cdn_job(cdn), tmp_path / "v.mp4")
+    assert str(caught.value) == (
+        "download failed after 2 attempts: the server answered with a range that does not "
+        "continue the file (bytes 0-999/30000)"
+    )
+    assert [h.get("Range") for h in cdn.seen] == [None, None]
+
+
+async def test_a_part_file_removed_between_attempts_is_an_output_error(
+    start_cdn: StartCdn, tmp_path: Path
+) -> None:
+    part = tmp_path / "v.mp4.part"
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        if "Range" not in request.headers:
+            return await cut_short(request, at=12_000, headers={"ETag": '"v1"'})
+        part.unlink()  # its folder stays; the bytes to continue are gone
+        return rest_of_video(12_000)
+
+    cdn = await start_cdn(handler)
+    async with cdn_client(cdn, ManualClock()) as client:
+        with pytest.raises(errors.OutputError) as caught:
+            await client.download(cdn_job(cdn), tmp_path / "v.mp4")
+    assert caught.value.errno == errno.ENOENT
+    # The open .part took the rest of the bytes; renaming the unlinked file fails.
+    assert caught.value.path in (str(part), str(tmp_path / "v.mp4"))
+    assert list(tmp_path.iterdir()) == []
+
+
 async def test_a_folder_removed_between_attempts_never_yields_a_patched_file(
     start_cdn: StartCdn, tmp_path: Path
 ) -> None:
@@ -850,6 +1103,18 @@ async def test_point_5_a_drip_fed_download_is_cut_by_the_minimum_rate(
     assert list(tmp_path.iterdir()) == []
 
 
+def test_point_5_the_rate_floor_judges_each_window_by_its_bytes() -> None:
+    floor = _RateFloor(rate=1000.0, window=2.0)
+    floor.add(10, 1.9, "t1")  # far too slow, but the window is not over yet
+    floor.add(1990, 0.1, "t1")  # 2000 bytes in 2 s: exactly the floor, counting both reads
+    with pytest.raises(errors.TimeoutError) as caught:
+        floor.add(1999, 2.0, "t1")  # a new window starts from nothing
+    assert str(caught.value) == "the download fell below 1000 bytes/s (1999 bytes in 2 s)"
+    assert caught.value.task_id == "t1"
+    no_floor = _RateFloor(rate=0.0, window=2.0)
+    no_floor.add(1, 60.0, "t1")  # a rate of 0 turns the floor off
+
+
 async def test_point_5_a_stalled_download_fails_after_the_read_timeout(
     start_cdn: StartCdn, tmp_path: Path
 ) -> None:
@@ -930,6 +1195,7 @@ async def test_point_5_a_cut_that_gets_no_further_counts(
         ("http://[::1/v.mp4", "Invalid IPv6 URL"),
         ("ftp://cdn.example/v.mp4", "ftp scheme, host 'cdn.example'"),
         ("http:///v.mp4", "http scheme, no host"),
+        ("://cdn.example/v.mp4", "no scheme, no host"),
     ],
 )
 async def test_point_6_a_video_url_that_cannot_be_used_is_a_download_error(
@@ -943,6 +1209,14 @@ async def test_point_6_a_video_url_that_cannot_be_used_is_a_download_error(
     assert str(caught.value) == f"the video URL cannot be used: {reason}"
     assert caught.value.task_id == "t1"
     assert list(tmp_path.iterdir()) == []
+
+
+async def test_point_6_an_https_video_url_is_used(tmp_path: Path) -> None:
+    url = "https://127.0.0.1:9/v.mp4"  # a closed port: the URL is tried, and the try fails
+    job = Job(id="t1", model="kling-v1", provider="kling", state=JobState.SUCCEEDED, video_url=url)
+    async with Client(api_key="k", base_url="http://127.0.0.1:9/", clock=ManualClock()) as client:
+        with pytest.raises(errors.DownloadError, match=r"^download failed after 4 attempts: "):
+            await client.download(job, tmp_path)
 
 
 @pytest.mark.parametrize("where", ["folder is a file", "parent is a file"])
@@ -1002,6 +1276,50 @@ async def test_point_6_a_full_disk_is_an_output_error_with_the_path(
     assert str(caught.value) == f"cannot write {str(dest) + '.part'!r}: No space left on device"
     assert caught.value.task_id == "t1"
     assert list(small_disk.iterdir()) == []  # the .part is gone, the disk is free again
+
+
+async def test_point_6_a_disk_found_full_only_when_the_last_bytes_are_flushed(
+    start_cdn: StartCdn, small_disk: Path
+) -> None:
+    small = make_mp4(4_000, "small")  # less than one write buffer: no write reaches the disk
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        return video(small)
+
+    with (small_disk / "filler").open("wb", buffering=0) as filler, contextlib.suppress(OSError):
+        while True:
+            filler.write(b"x" * 4096)
+    cdn = await start_cdn(handler)
+    dest = small_disk / "v.mp4"
+    async with cdn_client(cdn, ManualClock()) as client:
+        with pytest.raises(errors.OutputError) as caught:
+            await client.download(cdn_job(cdn), dest)
+    assert caught.value.errno == errno.ENOSPC
+    assert str(caught.value) == f"cannot write {str(dest) + '.part'!r}: No space left on device"
+    assert caught.value.task_id == "t1"
+    assert len(cdn.seen) == 1  # the disk is not retried
+    assert sorted(p.name for p in small_disk.iterdir()) == ["filler"]
+
+
+async def test_point_6_a_destination_that_became_a_folder_is_an_output_error(
+    start_cdn: StartCdn, tmp_path: Path
+) -> None:
+    dest = tmp_path / "v.mp4"
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        (dest / "inside").mkdir(parents=True)  # taken by a folder after the name was checked
+        return video()
+
+    cdn = await start_cdn(handler)
+    async with cdn_client(cdn, ManualClock()) as client:
+        with pytest.raises(errors.OutputError) as caught:
+            await client.download(cdn_job(cdn), dest)
+    assert caught.value.path == str(dest)
+    assert caught.value.task_id == "t1"
+    assert str(caught.value) == f"cannot save the video as {str(dest)!r}: Is a directory"
+    assert caught.value.errno == errno.EISDIR
+    assert len(cdn.seen) == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["v.mp4"]  # the folder; no .part
 
 
 async def test_point_6_a_read_only_disk_is_an_output_error_with_the_path(

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import sqlite3
+import threading
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import anyio
+import attrs
 import pytest
 
 from asyncvideo import Client, Job, JobState, Limits, Outcome, VideoRequest, errors
-from asyncvideo._store import SQLiteJournal
+from asyncvideo._store import _SCHEMA, JournalEntry, SQLiteJournal, fingerprint
 from asyncvideo.testing import FakeGateway
 
 from .test_batch import SCALE, prompts, scaled_client
@@ -184,6 +187,8 @@ async def test_a_journal_that_cannot_be_opened_stops_the_batch_before_any_create
             await run(client, prompts(3), tmp_path / "out", journal_path)
     if isinstance(caught.value, errors.OutputError):
         assert caught.value.path == str(journal_path)
+        reason = "unable to open database file" if kind == "a folder" else "File exists"
+        assert str(caught.value) == f"cannot open the journal {str(journal_path)!r}: {reason}"
     assert slow_gateway.stats.create_requests == 0
 
 
@@ -202,3 +207,156 @@ async def test_point_4_a_rerun_fetches_again_a_finished_file_that_was_cut_on_dis
     assert all(o.ok for o in again)
     assert slow_gateway.stats.requests["cdn"] - cdn_before == 1  # only the damaged one
     assert damaged.read_bytes() == whole
+
+
+def done_job(task_id: str) -> Job:
+    return Job(id=task_id, model="kling-v1", provider="kling", state=JobState.SUCCEEDED)
+
+
+async def test_the_journal_reads_back_every_field_it_recorded(tmp_path: Path) -> None:
+    request = VideoRequest(prompt="a cat", model="kling-v1")
+    # Two folders that do not exist yet: opening creates both.
+    journal = await SQLiteJournal.open(tmp_path / "runs" / "today" / "journal.sqlite")
+    try:
+        assert await journal.get(7) is None
+        await journal.record_intent(7, request, "key-7")
+        await journal.record_job(7, done_job("t7"))
+        await journal.record_outcome(7, state="succeeded", path=tmp_path / "t7.mp4", error=None)
+        assert await journal.get(7) == JournalEntry(
+            index=7,
+            fingerprint=fingerprint(request),
+            idempotency_key="key-7",
+            model="kling-v1",
+            provider="kling",
+            task_id="t7",
+            state="succeeded",
+            path=str(tmp_path / "t7.mp4"),
+            error=None,
+            job=done_job("t7"),
+        )
+        # A later error keeps the state and file already known, and says what failed.
+        await journal.record_outcome(
+            7, state=None, path=None, error=errors.DownloadError("cut at byte 9")
+        )
+        entry = await journal.get(7)
+        assert entry is not None
+        assert (entry.state, entry.path) == ("succeeded", str(tmp_path / "t7.mp4"))
+        assert entry.error == "DownloadError: cut at byte 9"
+        await journal.record_outcome(7, state="failed", path=None, error=None)
+        entry = await journal.get(7)
+        assert entry is not None
+        assert (entry.state, entry.error) == ("failed", None)
+    finally:
+        await journal.close()
+
+
+async def test_a_journal_the_disk_refuses_to_write_is_an_output_error(tmp_path: Path) -> None:
+    path = tmp_path / "journal.sqlite"
+    await (await SQLiteJournal.open(path)).close()
+    read_only = sqlite3.connect(
+        f"file:{path}?mode=ro", uri=True, check_same_thread=False, isolation_level=None
+    )
+    journal = SQLiteJournal(read_only)  # built without a path: the error still names it
+    try:
+        with pytest.raises(errors.OutputError) as caught:
+            await journal.record_intent(0, VideoRequest(prompt="p"), "key-0")
+        assert str(caught.value) == (
+            "cannot write the journal 'the journal': attempt to write a readonly database"
+        )
+    finally:
+        await journal.close()
+
+
+async def test_a_task_id_recorded_as_the_batch_is_cancelled_is_kept(tmp_path: Path) -> None:
+    journal = await SQLiteJournal.open(tmp_path / "journal.sqlite")
+    try:
+        await journal.record_intent(0, VideoRequest(prompt="p"), "key-0")
+        with anyio.CancelScope() as scope:
+            scope.cancel()  # the cancel is already pending when the write starts
+            await journal.record_job(0, done_job("t0"))
+        entry = await journal.get(0)
+        assert entry is not None
+        assert entry.task_id == "t0"
+    finally:
+        await journal.close()
+
+
+class OverlapCounter(sqlite3.Connection):
+    """A connection that counts statements (and the close) running at the same time."""
+
+    in_flight = 0
+    most = 0
+    waited = False
+    peer_arrived = threading.Event()
+
+    def _enter(self) -> None:
+        cls = OverlapCounter
+        cls.in_flight += 1
+        cls.most = max(cls.most, cls.in_flight)
+        if cls.in_flight > 1:
+            cls.peer_arrived.set()
+
+    def execute(self, *args: Any, **kwargs: Any) -> sqlite3.Cursor:
+        self._enter()
+        try:
+            if not OverlapCounter.waited:
+                # Long enough for a second worker thread to come in, were it let in.
+                OverlapCounter.waited = True
+                OverlapCounter.peer_arrived.wait(0.2)
+            return super().execute(*args, **kwargs)
+        finally:
+            OverlapCounter.in_flight -= 1
+
+    def close(self) -> None:
+        self._enter()
+        try:
+            super().close()
+        finally:
+            OverlapCounter.in_flight -= 1
+
+
+async def test_the_journal_runs_one_statement_at_a_time(tmp_path: Path) -> None:
+    # sqlite3 shares one connection across worker threads only if calls take turns.
+    OverlapCounter.in_flight, OverlapCounter.most, OverlapCounter.waited = 0, 0, False
+    OverlapCounter.peer_arrived.clear()
+    connection = sqlite3.connect(
+        tmp_path / "journal.sqlite",
+        check_same_thread=False,
+        isolation_level=None,
+        factory=OverlapCounter,
+    )
+    connection.executescript(_SCHEMA)
+    journal = SQLiteJournal(connection)
+    async with anyio.create_task_group() as tg:
+        for index in range(2):
+            tg.start_soon(journal.record_intent, index, VideoRequest(prompt="p"), f"k{index}")
+        tg.start_soon(journal.close)
+    assert OverlapCounter.most == 1
+
+
+def test_a_fingerprint_is_stable_and_sees_every_field_but_the_key() -> None:
+    request = VideoRequest(
+        prompt="a cat",
+        model="kling-v1",
+        image=b"frame",
+        last_frame=Path("last.png"),
+        extra={"a": 1, "b": [2]},
+        idempotency_key="k",
+    )
+    # Pinned: a journal written by an earlier release must still match its requests.
+    assert fingerprint(request) == (
+        "e89e04cd8af07c655d300128fd6283c370703286d54b23e424db7a1b8b948577"
+    )
+    same = [
+        attrs.evolve(request, idempotency_key="another key"),
+        attrs.evolve(request, extra={"b": [2], "a": 1}),
+        attrs.evolve(request, last_frame="last.png"),
+    ]
+    assert {fingerprint(r) for r in same} == {fingerprint(request)}
+    different = [
+        attrs.evolve(request, image=b"other frame"),
+        attrs.evolve(request, last_frame=Path("first.png")),
+        attrs.evolve(request, extra={"a": 1, "b": [3]}),
+        attrs.evolve(request, provider="kling"),
+    ]
+    assert len({fingerprint(r) for r in [request, *different]}) == 5

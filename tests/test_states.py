@@ -26,6 +26,18 @@ def test_every_documented_word_maps(word: str, state: JobState) -> None:
     assert parse_state(f"  {word.title()} ") is state
 
 
+@pytest.mark.parametrize(
+    ("word", "state"),
+    [
+        ("In Progress", JobState.RUNNING),
+        ("not-start", JobState.QUEUED),
+        ("IN-QUEUE", JobState.QUEUED),
+    ],
+)
+def test_spaces_and_hyphens_read_as_underscores(word: str, state: JobState) -> None:
+    assert parse_state(word) is state
+
+
 @given(st.sampled_from(sorted(VOCABULARY)), st.lists(st.booleans(), min_size=1, max_size=30))
 def test_any_casing_maps(word: str, upper: list[bool]) -> None:
     cased = "".join(
@@ -42,10 +54,24 @@ def test_unknown_word_is_not_terminal_and_logged_once(
     with caplog.at_level("WARNING", logger="asyncvideo"):
         assert parse_state("warming_up_the_gpus") is None
         assert parse_state("warming_up_the_gpus") is None
-    assert sum("warming_up_the_gpus" in r.getMessage() for r in caplog.records) == 1
+    assert [r.getMessage() for r in caplog.records] == [
+        "unknown job status 'warming_up_the_gpus'; keeping the last known state"
+    ]
     assert advance_state(JobState.RUNNING, None) is JobState.RUNNING
     assert parse_state(None) is None
     assert parse_state(3) is None
+
+
+def test_the_memory_of_unknown_words_is_forgotten_after_256_words(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(_states, "_unknown_words_logged", set())
+    with caplog.at_level("WARNING", logger="asyncvideo"):
+        for n in range(257):  # the 257th word finds the memory full and empties it
+            parse_state(f"word_{n}")
+        assert len(_states._unknown_words_logged) == 1
+        parse_state("word_0")  # forgotten, so logged a second time
+    assert sum("'word_0'" in r.getMessage() for r in caplog.records) == 2
 
 
 def test_terminal_states_absorb() -> None:

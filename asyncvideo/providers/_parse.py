@@ -11,6 +11,7 @@ import json
 import logging
 import math
 import re
+import time
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from urllib.parse import quote
@@ -180,7 +181,8 @@ def parse_timestamp(value: object) -> datetime | None:
             number = float(text)
         except ValueError:
             try:
-                parsed = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
+                # Python 3.11 reads a "Z" but not the "z" RFC 3339 allows too.
+                parsed = datetime.fromisoformat(text.replace("z", "+00:00"))
             except ValueError:
                 return None
             return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
@@ -221,8 +223,6 @@ def find_video_url(payload: Mapping[str, object]) -> str | None:
                 if url:
                     return url
             deeper.extend(node[key] for key in _URL_CONTAINERS if key in node)
-        if not deeper:
-            break
         level = deeper
     return None
 
@@ -238,11 +238,9 @@ def _first_timestamp(body: Mapping[str, object], keys: tuple[str, ...]) -> datet
 def _parse_job_error(payload: Mapping[str, object]) -> JobError | None:
     error = payload.get("error")
     if isinstance(error, dict):
-        message = as_text(error.get("message")) or as_text(error.get("msg")) or ""
         code = as_text(error.get("code")) or as_text(error.get("type"))
-        if message or code:
-            return JobError(code=code, message=message or code or "")
-        return None
+        message = as_text(error.get("message")) or as_text(error.get("msg")) or code
+        return JobError(code=code, message=message) if message else None
     if isinstance(error, str) and error.strip():
         return JobError(code=None, message=error.strip())
     for key in _FAILURE_TEXT_KEYS:
@@ -397,7 +395,7 @@ def parse_retry_after(headers: Mapping[str, str], *, now: float | None = None) -
             when = parsedate_to_datetime(seconds)
         except (TypeError, ValueError, IndexError):
             return None
-        reference = now if now is not None else datetime.now(UTC).timestamp()
+        reference = now if now is not None else time.time()
         return max(0.0, when.timestamp() - reference)
     return value if math.isfinite(value) and value >= 0 else None
 
@@ -411,10 +409,8 @@ def _embedded_error(message: str | None) -> Mapping[str, object] | None:
     """An upstream's error body that a relay put, as JSON text, inside its own message."""
     if not message:
         return None
-    start, end = message.find("{"), message.rfind("}")
-    if start < 0 or end <= start:
-        return None
-    inner = parse_json_object(message[start : end + 1])
+    # Without a "{" and a later "}" the slice is empty or one character: not JSON either.
+    inner = parse_json_object(message[message.find("{") : message.rfind("}") + 1])
     return _error_fields(inner) if inner is not None else None
 
 
@@ -459,7 +455,7 @@ def api_error(
             message = f"HTTP {status}"
     cls: type[APIError] = _ERROR_BY_STATUS.get(status, ServerError if status >= 500 else APIError)
     # Gateways answer 400, not 404, for a task they never saw, and say so in the code.
-    if status in (400, 404) and (code or "").lower() in _NOT_FOUND_CODES:
+    if status == 400 and code is not None and code.lower() in _NOT_FOUND_CODES:
         cls = NotFoundError
     if status == 400 and task_id and param in ("task_id", "video_id", "id"):
         cls = NotFoundError
@@ -483,5 +479,4 @@ def is_not_ready(error: APIError) -> bool:
     """
     if error.status not in _NOT_READY_STATUSES:
         return False
-    text = " ".join(part for part in (error.code, error.message) if part)
-    return _NOT_READY_WORDS.search(text) is not None
+    return any(_NOT_READY_WORDS.search(part) for part in (error.code, error.message) if part)

@@ -19,6 +19,7 @@ from asyncvideo.providers._parse import (
     parse_retry_after,
     parse_task,
     parse_timestamp,
+    task_id_in,
 )
 
 json_values = st.recursive(
@@ -127,7 +128,7 @@ def test_retry_after_forms() -> None:
 
 
 def test_progress_and_timestamps() -> None:
-    assert [parse_progress(v) for v in (30, "30%", " 45 % ", 12.7, 250, -3, "x", True)] == [
+    assert [parse_progress(v) for v in (30, "30%", " 45 % ", 12.7, 250, -3, "x", "30X", True)] == [
         30,
         30,
         45,
@@ -135,6 +136,7 @@ def test_progress_and_timestamps() -> None:
         100,
         0,
         None,
+        None,  # only a per cent sign is read past
         None,
     ]
     seconds = parse_timestamp(1640995200)
@@ -143,6 +145,11 @@ def test_progress_and_timestamps() -> None:
     assert parse_timestamp("1640995200") == seconds
     assert parse_timestamp("2022-01-01T00:00:00Z") == seconds
     assert parse_timestamp(None) is None
+    # The edges: 0 is unset, 1 is a second; 1e11 is still seconds, more is milliseconds.
+    assert parse_timestamp(0) is None
+    assert parse_timestamp(1) == datetime(1970, 1, 1, 0, 0, 1, tzinfo=UTC)
+    assert parse_timestamp(1e11) == datetime.fromtimestamp(1e11, tz=UTC)
+    assert parse_timestamp(1e11 + 1000) == datetime.fromtimestamp(1e8 + 1, tz=UTC)
 
 
 @pytest.mark.parametrize(
@@ -516,6 +523,9 @@ def test_error_bodies_without_a_message() -> None:
     assert api_error(400, b'{"code": 1, "msg": "bad size"}', {}).message == "bad size"
     html = api_error(502, b"<p>" + b"x" * 500, {})
     assert html.message == "HTTP 502 with a non-JSON body: <p>" + "x" * 117
+    # Only the first 200 bytes are read, however much of them is blank.
+    blank = api_error(502, b"a" + b" " * 198 + b"bc", {})
+    assert blank.message == "HTTP 502 with a non-JSON body: a b"
 
 
 @pytest.mark.parametrize("status", [405, 409, 410, 418])
@@ -579,3 +589,27 @@ def test_rate_limit_errors_carry_every_field() -> None:
 def test_a_lowercase_z_is_utc_too() -> None:
     # RFC 3339 allows "z"; Python 3.11's fromisoformat does not.
     assert parse_timestamp("2022-01-01T00:00:00z") == datetime(2022, 1, 1, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("answer", "task_id"),
+    [
+        ({"id": "video_1", "status": "queued"}, "video_1"),
+        # A relay's envelope names no task of its own; the task inside does.
+        ({"code": "success", "message": "", "data": {"task_id": "t9", "status": "queued"}}, "t9"),
+        ({"code": "success", "data": {"data": {"id": 42}}}, "42"),
+        ({"code": "success", "data": {"note": "no task here"}}, None),
+        ({"message": "accepted"}, None),
+    ],
+)
+def test_the_task_id_an_answer_names(answer: dict[str, object], task_id: str | None) -> None:
+    assert task_id_in(answer) == task_id
+
+
+@pytest.mark.parametrize("task_id", ["..", "."])
+def test_a_task_id_no_url_can_name_is_a_protocol_error(task_id: str) -> None:
+    with pytest.raises(errors.ProtocolError) as caught:
+        parse_task({"id": task_id, "status": "queued"}, model="m", provider="kling")
+    assert str(caught.value) == (
+        f"the gateway's answer names task {task_id!r}, which no URL can name"
+    )

@@ -143,7 +143,7 @@ class _RateFloor:
     waited: float = 0.0
     received: int = 0
 
-    def add(self, count: int, waited: float, task_id: str) -> None:
+    def add(self, count: int, waited: float) -> None:
         self.received += count
         self.waited += waited
         if not self.rate or self.waited < self.window:
@@ -151,8 +151,7 @@ class _RateFloor:
         if self.received < self.rate * self.waited:
             raise TimeoutError(
                 f"the download fell below {self.rate:g} bytes/s "
-                f"({self.received} bytes in {self.waited:.3g} s)",
-                task_id=task_id,
+                f"({self.received} bytes in {self.waited:.3g} s)"
             )
         self.waited, self.received = 0.0, 0
 
@@ -281,8 +280,9 @@ class _VideoBody:
         if validator:
             headers["Range"] = f"bytes={self.offset}-"
             headers["If-Range"] = validator
+        # Its errors get the task id in _from, as every transport and API error here does.
         async with self._connection.stream(
-            url, headers=headers, task_id=self._task_id, provider=self._provider
+            url, headers=headers, provider=self._provider
         ) as response:
             total = await self._begin(response, asked=bool(validator))
             policy = self._connection.retry.policy
@@ -290,7 +290,7 @@ class _VideoBody:
             clock = self._clock
             asked_at = clock.monotonic()
             async for received in response.iter_bytes():
-                floor.add(len(received), clock.monotonic() - asked_at, self._task_id)
+                floor.add(len(received), clock.monotonic() - asked_at)
                 chunk = self._past_head(received) if not self.offset else received
                 if chunk:
                     offset = self.offset
@@ -322,8 +322,7 @@ class _VideoBody:
             self._validator = None  # ask for the whole body next time
             raise TransportError(
                 "the server answered with a range that does not continue the file "
-                f"({response.headers.get('Content-Range', 'no Content-Range')})",
-                task_id=self._task_id,
+                f"({response.headers.get('Content-Range', 'no Content-Range')})"
             )
         if start != self.offset:
             self._start_over(f"the server sent it again from byte {start}")
@@ -364,9 +363,7 @@ class _VideoBody:
         """The body ended: whole, or a TransportError the retry decision resumes."""
         size = self.offset + len(self._head)
         if total is not None and size != total:
-            raise TransportError(
-                f"connection ended after {size} of {total} bytes", task_id=self._task_id
-            )
+            raise TransportError(f"connection ended after {size} of {total} bytes")
         if size < _HEAD:
             raise IntegrityError(
                 f"the downloaded body is {size} bytes, not a video", task_id=self._task_id
@@ -443,7 +440,6 @@ class _Part:
 
     path: Path
     task_id: str
-    offset: int = 0  # the bytes in it
     handle: BinaryIO | None = None
 
     def write(self, offset: int, chunk: bytes) -> None:
@@ -451,30 +447,29 @@ class _Part:
         # thread hop, and a drop loses nothing already received); the slow part,
         # fsync, runs in a worker thread.
         handle = self.handle
-        if handle is None or offset != self.offset:
-            handle = self._open_at(offset)
+        # Each chunk continues the one before, except a body that begins again at 0.
+        if handle is None or not offset:
+            handle = self._open()
         try:
             handle.write(chunk)
         except OSError as exc:
             raise output_error(exc, self.path, "write", self.task_id) from exc
-        self.offset = offset + len(chunk)
 
-    def _open_at(self, offset: int) -> BinaryIO:
+    def _open(self) -> BinaryIO:
+        """The ``.part`` opened empty."""
         self.close()
         # Opening a local file takes microseconds; a thread hop costs more CPU.
         try:
             try:
-                handle = self.path.open("r+b" if offset else "w+b")
+                handle = self.path.open("wb")
             except FileNotFoundError:
                 # The folder is missing only the first time; creating it here saves
                 # a thread hop on every other download.
                 self.path.parent.mkdir(parents=True, exist_ok=True)
-                handle = self.path.open("r+b" if offset else "w+b")
-            handle.truncate(offset)
-            handle.seek(offset)
+                handle = self.path.open("wb")
         except OSError as exc:
             raise output_error(exc, self.path, "open", self.task_id) from exc
-        self.handle, self.offset = handle, offset
+        self.handle = handle
         return handle
 
     def finish(self, dest: Path) -> None:
@@ -541,7 +536,7 @@ async def download_job(
         with contextlib.suppress(OSError):
             part.close()
         with anyio.CancelScope(shield=True), contextlib.suppress(OSError):
-            await anyio.Path(part.path).unlink(missing_ok=True)
+            await anyio.Path(part.path).unlink()  # no .part yet: suppressed like the rest
         raise
     return body.offset
 
@@ -734,16 +729,17 @@ def _is_encoded(response: HTTPResponse) -> bool:
     )
 
 
-def _expected_total(response: HTTPResponse, offset: int) -> int | None:
+def _expected_total(response: HTTPResponse, start: int) -> int | None:
+    """The file's length as announced, for a body that starts at byte ``start``."""
     if response.status == 206:
-        content_range = response.headers.get("Content-Range", "")
-        _, _, total_text = content_range.rpartition("/")
+        # _body_start accepted this range, so its Content-Range is there.
+        _, _, total_text = response.headers["Content-Range"].rpartition("/")
         if total_text.isdigit():
             return int(total_text)
     length_text = response.headers.get("Content-Length", "").strip()
     if not length_text.isdigit():
         return None
-    return int(length_text) + (offset if response.status == 206 else 0)
+    return start + int(length_text)  # a whole body starts at 0
 
 
 publish(VideoStream)

@@ -1096,6 +1096,7 @@ async def test_point_5_a_drip_fed_download_is_cut_by_the_minimum_rate(
         str(caught.value),
     )
     assert isinstance(caught.value.__cause__, errors.TimeoutError)
+    assert caught.value.__cause__.task_id == "t1"
     # Each attempt resumed further on, yet a slow attempt always counts.
     assert len(cdn.seen) == 4
     assert "Range" in cdn.seen[1]
@@ -1105,14 +1106,13 @@ async def test_point_5_a_drip_fed_download_is_cut_by_the_minimum_rate(
 
 def test_point_5_the_rate_floor_judges_each_window_by_its_bytes() -> None:
     floor = _RateFloor(rate=1000.0, window=2.0)
-    floor.add(10, 1.9, "t1")  # far too slow, but the window is not over yet
-    floor.add(1990, 0.1, "t1")  # 2000 bytes in 2 s: exactly the floor, counting both reads
+    floor.add(10, 1.9)  # far too slow, but the window is not over yet
+    floor.add(1990, 0.1)  # 2000 bytes in 2 s: exactly the floor, counting both reads
     with pytest.raises(errors.TimeoutError) as caught:
-        floor.add(1999, 2.0, "t1")  # a new window starts from nothing
+        floor.add(1999, 2.0)  # a new window starts from nothing
     assert str(caught.value) == "the download fell below 1000 bytes/s (1999 bytes in 2 s)"
-    assert caught.value.task_id == "t1"
     no_floor = _RateFloor(rate=0.0, window=2.0)
-    no_floor.add(1, 60.0, "t1")  # a rate of 0 turns the floor off
+    no_floor.add(1, 60.0)  # a rate of 0 turns the floor off
 
 
 async def test_point_5_a_stalled_download_fails_after_the_read_timeout(

@@ -932,7 +932,12 @@ async def test_a_range_cut_short_on_the_last_attempt_says_how_short(
 
 @pytest.mark.parametrize(
     ("content_range", "shown"),
-    [("bytes 5000-29999/30000", "bytes 5000-29999/30000"), (None, "no Content-Range")],
+    [
+        ("bytes 5000-29999/30000", "bytes 5000-29999/30000"),
+        (None, "no Content-Range"),
+        # the start asked for, but in a unit that is not bytes
+        ("x-bytes 12000-29999/30000", "x-bytes 12000-29999/30000"),
+    ],
 )
 async def test_a_range_answer_that_never_fits_fails_saying_why(
     start_cdn: StartCdn, tmp_path: Path, content_range: str | None, shown: str

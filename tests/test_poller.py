@@ -800,3 +800,27 @@ async def test_the_slack_is_a_fiftieth_of_the_soonest_first_poll_or_step(
     while len(ended) < 2:
         await anyio.lowlevel.checkpoint()
     assert len(clock.sleeps) == 4  # 5 and 10 s, each twice
+
+
+async def test_woken_entries_leave_the_count_of_scheduled_polls_right(client: Client) -> None:
+    poller = client._poller
+    jobs = [
+        Job(id=f"kling_{i}", model="kling-v1", provider="kling", state=JobState.QUEUED)
+        for i in range(5)
+    ]
+    registered = [
+        poller.watch(job, policy=EXACT, deadline=600.0, listener=lambda update: None)
+        for job in jobs
+    ]
+    # No await in between: the timer never runs; each wake leaves its old entry dead.
+    for job in jobs:
+        assert poller.wake("kling", job.id) is True
+    assert len(poller._heap) == 10
+    assert poller.scheduled == 5
+    assert poller.wake("kling", "kling_0") is True  # due now already: nothing is added
+    assert len(poller._heap) == 10
+    assert poller.wake("kling", "kling_9") is False  # not watched
+    for watch in registered:
+        watch.cancel()
+    await settle()
+    assert len(poller) == 0

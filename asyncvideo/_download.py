@@ -715,9 +715,10 @@ def _body_start(response: HTTPResponse, offset: int, *, asked: bool) -> int | No
         return 0
     if not asked or _is_encoded(response):
         return None  # a range nobody asked for, or of bytes we never saw
-    first, _, _ = response.headers.get("Content-Range", "").partition("-")
-    start = first.rpartition(" ")[2]
-    if start.isdigit() and int(start) in (0, offset):
+    # "bytes <first>-<last>/<total>": any other unit names something else than bytes
+    unit, _, spec = response.headers.get("Content-Range", "").strip().partition(" ")
+    start = spec.partition("-")[0].strip()
+    if unit.lower() == "bytes" and start.isdigit() and int(start) in (0, offset):
         return int(start)
     return None
 

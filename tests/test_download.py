@@ -937,6 +937,7 @@ async def test_a_range_cut_short_on_the_last_attempt_says_how_short(
         (None, "no Content-Range"),
         # the start asked for, but in a unit that is not bytes
         ("x-bytes 12000-29999/30000", "x-bytes 12000-29999/30000"),
+        ("items 12000-29999/30000", "items 12000-29999/30000"),
     ],
 )
 async def test_a_range_answer_that_never_fits_fails_saying_why(

@@ -142,3 +142,40 @@ def test_a_scrubber_without_a_key_changes_nothing() -> None:
     scrub = Scrubber("")
     assert scrub.text("abc") == "abc"
     assert scrub.body(b"abc") == b"abc"
+
+
+def test_a_secret_inside_another_leaves_nothing_of_the_longer_one() -> None:
+    # "zz" sorts after "aazzbb-key": scrubbing it first would leave "aa" and "bb-key" behind.
+    scrub = Scrubber("aazzbb-key", "zz")
+    assert scrub.text("got aazzbb-key and zz") == "got [redacted] and [redacted]"
+    assert scrub.body(b"got aazzbb-key") == b"got [redacted]"
+    assert Scrubber("zz", "aazzbb-key").text("aazzbb-key") == "[redacted]"
+
+
+async def test_a_gateway_echoing_the_webhook_secret_puts_it_in_no_error(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    secret = "whsec-echoed-0123456789"
+
+    async def echo(request: web.Request) -> web.StreamResponse:
+        return web.json_response(
+            {"error": {"message": f"callback signature {secret} rejected"}}, status=400
+        )
+
+    app = web.Application()
+    app.router.add_get("/v1/video/generations/{id}", echo)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    url = f"http://127.0.0.1:{runner.addresses[0][1]}"
+    try:
+        caplog.set_level(logging.DEBUG)
+        async with client_for(url, webhook_secret=secret) as client:
+            with pytest.raises(AsyncVideoError) as refused:
+                await client.get("t1", model="kling-v1")
+        assert "callback signature [redacted] rejected" in str(refused.value)
+        for link in chain(refused.value):
+            assert secret not in str(link)
+        assert all(secret not in record.getMessage() for record in caplog.records)
+    finally:
+        await runner.cleanup()

@@ -824,3 +824,27 @@ async def test_woken_entries_leave_the_count_of_scheduled_polls_right(client: Cl
         watch.cancel()
     await settle()
     assert len(poller) == 0
+
+
+async def test_a_wake_still_finds_the_other_wait_of_a_task_when_one_ends(client: Client) -> None:
+    poller = client._poller
+    job = Job(id="kling_1", model="kling-v1", provider="kling", state=JobState.QUEUED)
+    first = poller.watch(job, policy=EXACT, deadline=600.0, listener=lambda update: None)
+    second = poller.watch(job, policy=EXACT, deadline=600.0, listener=lambda update: None)
+    first.cancel()
+    assert poller.wake("kling", "kling_1") is True  # the second wait is still there
+    second.cancel()
+    assert poller.wake("kling", "kling_1") is False
+    assert poller._by_task == {}  # nothing kept for a task nobody waits for
+    await settle()
+
+
+async def test_each_poll_is_logged_at_debug_with_its_state_and_progress(
+    client: Client, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="asyncvideo")
+    job = await client.submit(prompt="a cat", model="kling-v1")
+    done = await client.wait(job)
+    polls = [r.getMessage() for r in caplog.records if r.getMessage().startswith("polled task")]
+    assert polls[-1] == f"polled task {job.id}: succeeded, progress {done.progress}"
+    assert len(polls) >= 2

@@ -58,8 +58,19 @@ class BatchBackend(Protocol):
         """Create one task (checked, keyed, limited, retried where safe)."""
         ...
 
-    async def get(self, task_id: str, *, model: str, provider: str | None = None) -> Job:
-        """Re-attach to a task a previous run created."""
+    async def get(
+        self,
+        task_id: str,
+        *,
+        model: str,
+        provider: str | None = None,
+        created_by: tuple[VideoRequest, str] | None = None,
+    ) -> Job:
+        """Re-attach to a task a previous run created.
+
+        ``created_by``: the request and idempotency key it was created with,
+        so a job whose create carried the client's callback URL is watched as one.
+        """
         ...
 
     async def download_to(self, job: Job, path: Path) -> int:

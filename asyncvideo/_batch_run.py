@@ -321,7 +321,12 @@ class _Run:
             job = entry.job or _job_from(entry)
             return Outcome(index=index, request=request, job=job, path=Path(entry.path))
         if entry.task_id:
-            job = await self.backend.get(entry.task_id, model=entry.model, provider=entry.provider)
+            job = await self.backend.get(
+                entry.task_id,
+                model=entry.model,
+                provider=entry.provider,
+                created_by=(request, entry.idempotency_key),
+            )
             await self._record_job(store, index, job)
             return job
         # Sent or not? Only a gateway that deduplicates by key makes a retry safe.

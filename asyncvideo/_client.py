@@ -389,11 +389,7 @@ class Client:
         }
         body = provider.build(request, images)
         key = request.idempotency_key or uuid.uuid4().hex
-        calls_back = (
-            self.webhook_url is not None
-            and request.callback_url is None
-            and provider.takes_callbacks
-        )
+        calls_back = self._calls_back(request, provider)
         if calls_back:
             assert self.webhook_url is not None
             url = callback_url_with_token(self.webhook_url, key)
@@ -422,6 +418,24 @@ class Client:
             "submitted %s task %s (key %s)", request.model, printable(job.id), printable(key)
         )
         return job
+
+    def _calls_back(self, request: VideoRequest, provider: Provider) -> bool:
+        """Whether this client's create of ``request`` carries our callback URL."""
+        return (
+            self.webhook_url is not None
+            and request.callback_url is None
+            and provider.takes_callbacks
+        )
+
+    def _reattached(self, request: VideoRequest, key: str, job: Job) -> None:
+        """A task a previous run created with ``key``: expect its callback as ``submit`` does.
+
+        A resumed batch re-attaches by task id; without this its jobs would be
+        polled on the normal schedule and their callbacks matched only by the
+        id the body names. An ended job is not remembered (no wait forgets it).
+        """
+        if not job.is_terminal and self._calls_back(request, self.provider_for(request)):
+            self._callback_tasks.add(key, job.provider, job.id)
 
     def _status_path(self, job: Job) -> str:
         segment = id_segment(job.id)

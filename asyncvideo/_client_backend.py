@@ -41,8 +41,18 @@ class ClientBackend:
     async def submit(self, request: VideoRequest, /) -> Job:
         return await self._client.submit(request)
 
-    async def get(self, task_id: str, *, model: str, provider: str | None = None) -> Job:
-        return await self._client.get(task_id, model=model, provider=provider)
+    async def get(
+        self,
+        task_id: str,
+        *,
+        model: str,
+        provider: str | None = None,
+        created_by: tuple[VideoRequest, str] | None = None,
+    ) -> Job:
+        job = await self._client.get(task_id, model=model, provider=provider)
+        if created_by is not None:
+            self._client._reattached(*created_by, job)
+        return job
 
     async def download_to(self, job: Job, path: Path) -> int:
         return await self._client._download_file(job, path)

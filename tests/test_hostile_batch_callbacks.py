@@ -86,6 +86,32 @@ async def _drive(clock: HeldClock, done: Callable[[], bool], step: float = 2.0) 
             await asyncio.sleep(0.01)
 
 
+async def _until(check: Callable[[], bool]) -> None:
+    """Wait (real time, bounded) for what arrives over real sockets."""
+    with anyio.fail_after(10):
+        while not check():  # noqa: ASYNC110 - the condition is a counter
+            await asyncio.sleep(0.005)
+
+
+async def _killed_after_creates(
+    client: Client, gateway: FakeGateway, n: int, out: Path, journal: Path
+) -> None:
+    """Run a journalled batch of ``n`` and cancel it once every task was created."""
+    async with anyio.create_task_group() as group:
+        group.start_soon(partial(_run_batch, client, _requests(n), out, [], journal=journal))
+        await _until(lambda: gateway.stats.creates == n)
+        group.cancel_scope.cancel()
+
+
+def _check_resumed(gateway: FakeGateway, outcomes: list[Outcome], n: int, statuses: int) -> None:
+    """Every clip once, nothing created twice, and few status requests since ``statuses``."""
+    assert _verified(gateway, outcomes) == n
+    assert gateway.stats.creates == n
+    assert gateway.stats.downloads_completed == n
+    # One re-attaching query each, then callbacks (60 s safety polls), not the 5 s schedule.
+    assert gateway.stats.requests["status"] - statuses <= 2 * n
+
+
 def _sdk_tasks() -> list[asyncio.Task[Any]]:
     """Tasks still running SDK code (the simulator's own are not the client's)."""
     left = []
@@ -186,10 +212,8 @@ async def test_forged_callbacks_never_poll_finish_or_fail_a_job(
             anyio.create_task_group() as group,
         ):
             group.start_soon(_run_batch, client, _requests(6), tmp_path, outcomes)
-            with anyio.fail_after(10):
-                while gw.stats.webhook_forged < 6:  # noqa: ASYNC110 - a counter
-                    await asyncio.sleep(0.01)
-                await asyncio.sleep(0.2)  # room for the forgeries to act, were they believed
+            await _until(lambda: gw.stats.webhook_forged == 6)
+            await asyncio.sleep(0.2)  # room for the forgeries to act, were they believed
             assert outcomes == []
             assert gw.stats.requests["status"] == 0  # refused before any status query
             assert gw.stats.webhook_deliveries == 0
@@ -224,9 +248,7 @@ async def test_leaving_a_callback_batch_early_leaves_no_part_file_and_no_task(
             async with anyio.create_task_group() as group:
                 group.start_soon(run)
                 if stop_after == 0:
-                    with anyio.fail_after(10):
-                        while gw.stats.creates < 6:  # noqa: ASYNC110 - a counter
-                            await asyncio.sleep(0.005)
+                    await _until(lambda: gw.stats.creates >= 6)
                     group.cancel_scope.cancel()
                 else:
                     await _drive(held, finished.is_set)
@@ -251,19 +273,10 @@ async def test_a_resumed_batch_finishes_jobs_that_called_back_while_no_batch_ran
         webhook_secret=SECRET,
     ) as gw:
         async with _hook_server(_client(gw, held)) as client:
-            async with anyio.create_task_group() as group:
-                group.start_soon(
-                    partial(_run_batch, client, _requests(n), out, [], journal=journal)
-                )
-                with anyio.fail_after(10):
-                    while gw.stats.creates < n:  # noqa: ASYNC110 - a counter
-                        await asyncio.sleep(0.005)
-                group.cancel_scope.cancel()  # the batch dies before any task ends
+            await _killed_after_creates(client, gw, n, out, journal)  # before any task ends
             # Every task ends and calls back while no batch runs: nobody is woken.
             held.advance(40.0)
-            with anyio.fail_after(10):
-                while gw.stats.webhook_deliveries < n:  # noqa: ASYNC110 - a counter
-                    await asyncio.sleep(0.005)
+            await _until(lambda: gw.stats.webhook_deliveries == n)
             statuses_before = gw.stats.requests["status"]
             outcomes: list[Outcome] = []
             async with anyio.create_task_group() as group:
@@ -271,10 +284,7 @@ async def test_a_resumed_batch_finishes_jobs_that_called_back_while_no_batch_ran
                     partial(_run_batch, client, _requests(n), out, outcomes, journal=journal)
                 )
                 await _drive(held, lambda: len(outcomes) == n, step=1.0)
-        assert _verified(gw, outcomes) == n
-        assert gw.stats.creates == n
-        assert gw.stats.downloads_completed == n
-        assert gw.stats.requests["status"] - statuses_before <= 2 * n
+        _check_resumed(gw, outcomes, n, statuses_before)
 
 
 async def test_a_callback_storm_over_a_batch_of_200_does_not_multiply_status_requests(
@@ -341,14 +351,7 @@ async def test_a_batch_resumed_by_a_new_process_catches_callbacks_it_never_recei
         webhook_backoff=0.5,
     ) as gw:
         async with _hook_server(_client(gw, held)) as client:
-            async with anyio.create_task_group() as group:
-                group.start_soon(
-                    partial(_run_batch, client, _requests(n), out, [], journal=journal)
-                )
-                with anyio.fail_after(10):
-                    while gw.stats.creates < n:  # noqa: ASYNC110 - a counter
-                        await asyncio.sleep(0.005)
-                group.cancel_scope.cancel()
+            await _killed_after_creates(client, gw, n, out, journal)
             assert client.webhook_url is not None
             port = urlsplit(client.webhook_url).port
         ends = sorted(task.ends_at for task in gw.tasks.values())
@@ -364,7 +367,4 @@ async def test_a_batch_resumed_by_a_new_process_catches_callbacks_it_never_recei
                 partial(_run_batch, client, _requests(n), out, outcomes, journal=journal)
             )
             await _drive(held, lambda: len(outcomes) == n, step=1.0)
-        assert _verified(gw, outcomes) == n
-        assert gw.stats.creates == n
-        assert gw.stats.downloads_completed == n
-        assert gw.stats.requests["status"] - statuses_before <= 2 * n
+        _check_resumed(gw, outcomes, n, statuses_before)

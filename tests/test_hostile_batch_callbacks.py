@@ -368,3 +368,32 @@ async def test_a_batch_resumed_by_a_new_process_catches_callbacks_it_never_recei
             )
             await _drive(held, lambda: len(outcomes) == n, step=1.0)
         _check_resumed(gw, outcomes, n, statuses_before)
+
+
+async def test_callbacks_that_beat_their_create_answers_finish_a_batch_without_waiting(
+    held: HeldClock, tmp_path: Path
+) -> None:
+    n = 6
+    async with FakeGateway(
+        clock=held,
+        api_key=KEY,
+        durations=1.0,
+        video_bytes=16 * 1024,
+        webhook_secret=SECRET,
+        webhook_duplicate_rate=0.5,
+        create_answer_delay=0.3,  # real seconds: the callbacks land first
+    ) as gw:
+        outcomes: list[Outcome] = []
+        async with (
+            _hook_server(_client(gw, held)) as client,
+            anyio.create_task_group() as group,
+        ):
+            group.start_soon(_run_batch, client, _requests(n), tmp_path, outcomes)
+            await _until(lambda: gw.stats.creates == n)
+            held.advance(2.0)  # every task ends and calls back before its create is answered
+            await _until(lambda: len(outcomes) == n)
+        assert held.monotonic() == 2.0  # no safety interval had to pass
+        assert gw.stats.webhook_deliveries == n
+        assert _verified(gw, outcomes) == n
+        assert gw.stats.requests["status"] == n
+        assert gw.stats.downloads_completed == n

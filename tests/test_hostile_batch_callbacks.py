@@ -168,6 +168,7 @@ async def test_a_batch_under_every_fault_and_callback_trick_delivers_each_clip_o
         video_bytes=16 * 1024,
         seed=11,
         error_rate_5xx=0.05,
+        rate_limit=5.0,  # 429s, with Retry-After
         drop_download_after=4096,
         drop_downloads=6,
         content_lag=4.0,
@@ -188,6 +189,9 @@ async def test_a_batch_under_every_fault_and_callback_trick_delivers_each_clip_o
         assert gw.stats.downloads_completed == n  # one download per clip
         assert gw.stats.webhook_forged > 0
         assert gw.stats.webhook_dropped > 0
+        assert gw.stats.rate_limited > 0
+        assert gw.stats.server_errors > 0
+        assert gw.stats.dropped_connections > 0
         statuses = gw.stats.requests["status"]
         # Callbacks carry most jobs (one confirming poll each); dropped ones wait for
         # the 60 s safety poll, and 5xx answers add a few.

@@ -168,7 +168,7 @@ async def test_a_batch_under_every_fault_and_callback_trick_delivers_each_clip_o
         video_bytes=16 * 1024,
         seed=11,
         error_rate_5xx=0.05,
-        rate_limit=5.0,  # 429s, with Retry-After
+        rate_limit=20.0,  # 429s, with Retry-After
         drop_download_after=4096,
         drop_downloads=6,
         content_lag=4.0,

@@ -27,6 +27,7 @@ from aiohttp import web
 
 from asyncvideo import Client, Outcome, VideoRequest, webhooks
 from asyncvideo._profiles import GATEWAYS
+from asyncvideo.errors import JobFailedError
 from asyncvideo.testing import FakeGateway
 
 from .conftest import HeldClock
@@ -401,3 +402,35 @@ async def test_callbacks_that_beat_their_create_answers_finish_a_batch_without_w
         assert _verified(gw, outcomes) == n
         assert gw.stats.requests["status"] == n
         assert gw.stats.downloads_completed == n
+
+
+async def test_jobs_that_fail_call_back_and_end_failed_without_a_download(
+    held: HeldClock, tmp_path: Path
+) -> None:
+    n = 10
+    async with FakeGateway(
+        clock=held,
+        api_key=KEY,
+        durations=20.0,
+        video_bytes=16 * 1024,
+        seed=5,
+        failure_rate=0.5,
+        webhook_secret=SECRET,
+        webhook_duplicate_rate=0.5,
+    ) as gw:
+        outcomes: list[Outcome] = []
+        async with (
+            _hook_server(_client(gw, held)) as client,
+            anyio.create_task_group() as group,
+        ):
+            group.start_soon(_run_batch, client, _requests(n), tmp_path, outcomes)
+            await _until(lambda: gw.stats.creates == n)
+            held.advance(25.0)
+            await _until(lambda: len(outcomes) == n)
+        failed = [o for o in outcomes if o.error is not None]
+        assert 0 < len(failed) < n
+        assert all(isinstance(o.error, JobFailedError) for o in failed)
+        assert _verified(gw, [o for o in outcomes if o.error is None]) == n - len(failed)
+        assert gw.stats.downloads_completed == n - len(failed)
+        assert gw.stats.requests["status"] == n  # each callback confirmed once, no safety poll
+        assert len(list(tmp_path.glob("*.mp4"))) == n - len(failed)

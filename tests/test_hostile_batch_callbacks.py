@@ -27,7 +27,7 @@ from aiohttp import web
 
 from asyncvideo import Client, Outcome, VideoRequest, webhooks
 from asyncvideo._profiles import GATEWAYS
-from asyncvideo.errors import JobFailedError
+from asyncvideo.errors import JobFailedError, JobTimeoutError
 from asyncvideo.testing import FakeGateway
 
 from .conftest import HeldClock
@@ -434,3 +434,31 @@ async def test_jobs_that_fail_call_back_and_end_failed_without_a_download(
         assert gw.stats.downloads_completed == n - len(failed)
         assert gw.stats.requests["status"] == n  # each callback confirmed once, no safety poll
         assert len(list(tmp_path.glob("*.mp4"))) == n - len(failed)
+
+
+async def test_a_callback_batch_whose_callbacks_are_all_lost_ends_by_its_deadline(
+    held: HeldClock, tmp_path: Path
+) -> None:
+    n = 10
+    async with FakeGateway(
+        clock=held,
+        api_key=KEY,
+        durations=1000.0,
+        video_bytes=16 * 1024,
+        webhook_secret=SECRET,
+        webhook_drop_rate=1.0,
+    ) as gw:
+        outcomes: list[Outcome] = []
+        async with _hook_server(_client(gw, held)) as client:
+            batch = client.generate_many(_requests(n), output_dir=tmp_path, timeout=30.0)
+            async with anyio.create_task_group() as group:
+
+                async def run() -> None:
+                    async with batch:
+                        outcomes.extend([outcome async for outcome in batch])
+
+                group.start_soon(run)
+                await _drive(held, lambda: len(outcomes) == n, step=1.0)
+        assert all(isinstance(o.error, JobTimeoutError) for o in outcomes)
+        assert held.monotonic() <= 35.0  # no job outlived its deadline by much
+        assert gw.stats.requests["status"] <= 2 * n  # the last look, not the 5 s schedule

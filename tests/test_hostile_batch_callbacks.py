@@ -372,6 +372,7 @@ async def test_a_batch_resumed_by_a_new_process_catches_callbacks_it_never_recei
                 partial(_run_batch, client, _requests(n), out, outcomes, journal=journal)
             )
             await _drive(held, lambda: len(outcomes) == n, step=1.0)
+        assert len(client._callback_tasks) == 0  # ended jobs are not remembered
         _check_resumed(gw, outcomes, n, statuses_before)
 
 

@@ -37,7 +37,7 @@ from ._jobref import looks_like_ref, read_ref
 from ._logconfig import configure_from_env
 from ._logtext import printable
 from ._models import Job, Limits, VideoRequest, VideoRequestFields
-from ._poller import Poller, PollListener, PollUpdate, Watch
+from ._poller import Poller, PollListener, PollUpdate, Watch, running_loop
 from ._polling import PollPolicy, RetryPolicy
 from ._profiles import GatewayProfile, resolve_gateway
 from ._retry import RetryDecision
@@ -601,8 +601,8 @@ class Client:
         answer, or before the wait) is remembered: the wait that starts later
         polls at once.
         Call it on the client's event loop (an aiohttp or ASGI handler runs
-        there) or from another thread (a sync framework's handler): the poll
-        is then started on the client's loop.
+        there) or from another thread (a sync framework's handler): the whole
+        notification is then handed to the client's loop.
 
         Args:
             job: the callback's snapshot (its ``provider`` and ``id`` are used).
@@ -615,12 +615,27 @@ class Client:
         Returns:
             True if a ``wait``, ``generate`` or batch of this client (or of a
             client made from it by :meth:`with_options`) is watching the job
-            (it is polled now); False otherwise.
+            (it is polled now); False otherwise. From another thread: True once
+            the notification is handed to the client's loop (False if that loop
+            is closed).
 
         Example:
             >>> client.notify(job, token=request.query.get("asyncvideo_token"))  # doctest: +SKIP
             True
         """
+        loop = next((p.loop for p in list(self._pollers) if p.loop is not None), None)
+        if loop is not None and running_loop() is not loop:
+            # A sync framework's worker thread: the whole notification runs on the
+            # client's loop, so a wait starting meanwhile sees either the wake or the
+            # "called back early" note, never neither.
+            try:
+                loop.call_soon_threadsafe(self._notify_here, job, token)
+            except RuntimeError:  # the loop is closed: nothing polls any more
+                return False
+            return True
+        return self._notify_here(job, token)
+
+    def _notify_here(self, job: Job, token: str | None) -> bool:
         target = (job.provider, job.id)
         tasks = self._callback_tasks
         if token is not None:

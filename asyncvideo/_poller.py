@@ -51,7 +51,8 @@ _AFTER_FIRST_POLL = 1e-9
 _MAX_LAST_LOOK = 1.0
 
 
-def _running_loop() -> asyncio.AbstractEventLoop | None:
+def running_loop() -> asyncio.AbstractEventLoop | None:
+    """The event loop running in this thread, or None (a sync framework's worker thread)."""
     try:
         return asyncio.get_running_loop()
     except RuntimeError:
@@ -194,6 +195,11 @@ class Poller:
         #: how many times the timer task was started (tests check it stays 1)
         self.starts = 0
 
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop | None:
+        """The event loop this poller runs on (None until its first watch)."""
+        return self._loop
+
     def __len__(self) -> int:
         """Jobs being watched (scheduled or being polled now)."""
         return len(self._live)
@@ -263,8 +269,8 @@ class Poller:
         than a young job without callbacks is, and a real callback after a
         storm waits at most that long.
 
-        Safe to call from another thread (a sync framework's handler): the
-        wake is then handed to the poller's event loop.
+        Call it on the poller's event loop (:attr:`loop`); ``Client.notify``
+        hands a call from another thread over to it.
 
         Returns:
             True if the job is being watched (and is polled now or already
@@ -273,13 +279,6 @@ class Poller:
         watches = self._by_task.get((provider, task_id))
         if not watches:
             return False
-        loop = self._loop
-        if loop is not None and _running_loop() is not loop:
-            try:
-                loop.call_soon_threadsafe(self.wake, provider, task_id)
-            except RuntimeError:  # the loop is closed: nothing polls any more
-                return False
-            return True
         now = self._clock.monotonic()
         for watch in watches:
             if watch in self._in_flight:

@@ -424,3 +424,32 @@ async def test_a_callback_that_beats_the_create_answer_is_not_lost(held: HeldClo
     assert done.state is JobState.SUCCEEDED
     assert _statuses(gateway) == 1
     assert held.monotonic() == 25.0
+
+
+async def test_a_callback_from_another_thread_before_the_wait_starts_is_not_lost(
+    held: HeldClock,
+) -> None:
+    async with (
+        FakeGateway(clock=held, api_key=KEY, durations=20.0) as gateway,
+        Client(api_key=KEY, base_url=gateway.url, clock=held, webhook_url=REMOTE_HOOK) as client,
+    ):
+        first = await client.submit(prompt="a", model="viduq1", idempotency_key="one")
+        job = await client.submit(prompt="b", model="viduq1", idempotency_key="two")
+        done: list[Job] = []
+        async with anyio.create_task_group() as group:
+            group.start_soon(client.wait, first)  # the poller runs on this loop
+            await _settle()
+            held.advance(25.0)  # both tasks have ended; the safety polls are a minute away
+            snapshot = Job(id=job.id, model="viduq1", provider="vidu", state=JobState.SUCCEEDED)
+            handed = await anyio.to_thread.run_sync(lambda: client.notify(snapshot, token="two"))
+            await _settle()  # the loop has run the notification: nobody waited, it is noted
+
+            async def wait() -> None:
+                done.append(await client.wait(job))
+
+            group.start_soon(wait)
+            await _until(lambda: bool(done), seconds=2.0)
+            group.cancel_scope.cancel()
+    assert handed is True
+    assert done[0].state is JobState.SUCCEEDED
+    assert held.monotonic() == 25.0  # polled at once, not at its safety interval

@@ -68,8 +68,11 @@ def check_secret(secret: str) -> str:
 def callback_url_with_token(url: str, token: str) -> str:
     """``url`` with ``?asyncvideo_token=<token>`` added (other query parameters kept)."""
     parts = urlsplit(url)
-    query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True)]
-    query = [(k, v) for k, v in query if k != CALLBACK_TOKEN_PARAM]
+    query = [
+        (k, v)
+        for k, v in parse_qsl(parts.query, keep_blank_values=True)
+        if k != CALLBACK_TOKEN_PARAM
+    ]
     query.append((CALLBACK_TOKEN_PARAM, token))
     return urlunsplit(parts._replace(query=urlencode(query)))
 

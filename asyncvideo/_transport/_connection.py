@@ -22,6 +22,7 @@ import attrs
 
 from .._clock import Clock, ManualClock
 from .._logtext import printable
+from .._models import DEFAULT_MAX_RESPONSE_BYTES
 from .._ratelimit import AdaptiveRateLimiter
 from .._retry import RequestKind, RetryDecision
 from ..errors import (
@@ -236,7 +237,7 @@ class GatewayConnection:
         retry: RetryDecision,
         request_timeout: float,
         requests_per_second: float | None,
-        max_response_bytes: int = 4 * 1024 * 1024,
+        max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
         other_secrets: tuple[str, ...] = (),
     ) -> None:
         self._api_key = api_key
